@@ -1,0 +1,1 @@
+"""Anomaly and out-of-distribution detection."""

@@ -1,0 +1,1 @@
+"""Surrogate and robust classification losses."""

@@ -1,0 +1,1 @@
+"""Other learning settings: aggregate labels, condensation, federated, energy models, bottlenecks, missing modalities."""

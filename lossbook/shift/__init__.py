@@ -1,0 +1,1 @@
+"""Distribution shift and test-time adaptation."""

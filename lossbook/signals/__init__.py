@@ -1,0 +1,1 @@
+"""Audio, sensing and time series."""

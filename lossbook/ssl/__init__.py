@@ -1,0 +1,1 @@
+"""Self-supervised and contrastive representation learning."""

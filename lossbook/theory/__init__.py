@@ -1,0 +1,1 @@
+"""Learning theory, checked by simulation."""

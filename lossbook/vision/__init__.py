@@ -1,0 +1,1 @@
+"""Image synthesis, restoration and segmentation losses."""
