@@ -367,9 +367,9 @@ def refresh(
                 continue
             info = read_notebook_info(next(i.path for i in find_notebooks(nbs) if i.slug == rec["slug"]))
             nb = strip_papermill(json.loads(Path(rec["executed"]).read_text(encoding="utf-8")))
-            text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-            tmp_nb = info.path.with_suffix(".ipynb.tmp")
-            tmp_nb.write_text(text, encoding="utf-8")
+            from fastcore.nbio import dict2nb, write_nb  # nbdev-clean's own writer: no diff on the next clean
+            tmp_nb = info.path.with_name(f".{info.path.name}.tmp")
+            write_nb(dict2nb(nb), tmp_nb)
             os.replace(tmp_nb, info.path)
             rec = {k: v for k, v in rec.items() if k != "executed"}
             write_json_atomic(results / f"{rec['slug']}.json", rec)

@@ -1,0 +1,138 @@
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from lossbook.core import (check_labels, check_positive, check_same_shape, check_tensor, gather, get_device,
+                           local_slice, reduce, seed_everything, world_size)
+
+from ddp_utils import run_distributed
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize("bad, match", [
+    (torch.randn(3), "expected 2 dimensions"),
+    (torch.zeros(0, 4), "empty batch"),
+    (torch.tensor([[0.0, float("nan")]]), "1 NaN"),
+    (torch.tensor([[float("inf"), 0.0]]), "1 Inf"),
+    (torch.ones(2, 2, dtype=torch.long), "floating-point"),
+])
+def test_check_tensor_rejects(bad, match):
+    with pytest.raises(ValueError, match=match):
+        check_tensor(bad, "logits", ndim=2, floating=True)
+
+
+def test_check_tensor_names_argument_and_accepts_good():
+    x = torch.randn(2, 3, dtype=torch.float64)
+    assert check_tensor(x, "z", ndim=(2, 3), floating=True) is x
+    with pytest.raises(ValueError, match="^z1: "):
+        check_tensor(torch.randn(1, 3), "z1", min_batch=2)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_tensor([1.0, 2.0], "x")
+
+
+def test_check_labels():
+    assert check_labels(torch.tensor([0, 2]), 3, batch=2).tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"\[0, 2\].*from -1 to 2"):
+        check_labels(torch.tensor([-1, 2]), 3)
+    with pytest.raises(ValueError, match="from 0 to 3"):
+        check_labels(torch.tensor([0, 3]), 3)
+    with pytest.raises(ValueError, match="expected 4 labels"):
+        check_labels(torch.tensor([0, 1]), 3, batch=4)
+    with pytest.raises(ValueError, match="integer"):
+        check_labels(torch.tensor([0.0, 1.0]), 3)
+
+
+def test_check_same_shape_and_positive():
+    with pytest.raises(ValueError, match=r"input and target must have the same shape, got \(3, 1\) and \(3,\)"):
+        check_same_shape(torch.zeros(3, 1), torch.zeros(3))
+    assert check_positive(0.5, "a") == 0.5
+    for v in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="^a: "):
+            check_positive(v, "a")
+    assert check_positive(0, "a", strict=False) == 0.0
+
+
+def test_reduce():
+    l = torch.tensor([1.0, 2.0, 6.0], dtype=torch.float64)
+    assert reduce(l, "mean") == 3.0 and reduce(l, "sum") == 9.0 and reduce(l, "none") is l
+    w = torch.tensor([1.0, 3.0, 0.0], dtype=torch.float64)
+    assert reduce(l, "mean", w) == pytest.approx(7 / 4)
+    assert reduce(l, "sum", w) == pytest.approx(7.0)
+    with pytest.raises(ValueError, match="reduction"):
+        reduce(l, "avg")
+    with pytest.raises(ValueError, match="same shape"):
+        reduce(l, "mean", torch.ones(2))
+
+
+def test_seed_and_device():
+    a = torch.rand(4, generator=seed_everything(3))
+    b = torch.rand(4, generator=seed_everything(3))
+    assert torch.equal(a, b)
+    assert get_device("cpu").type == "cpu"
+    assert get_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            get_device("cuda")
+
+
+def test_gather_is_identity_outside_distributed():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather(x) is x and world_size() == 1 and local_slice(3) == slice(0, 3)
+
+
+# ---------------------------------------------------------------- distributed gather == one process
+SIZES = (3, 5)  # unequal batches on the two ranks
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(sum(SIZES), 4, generator=g, dtype=torch.float64)
+    torch.manual_seed(1)
+    model = nn.Linear(4, 3).double()
+    return X, model
+
+
+def _coupled_loss(z):
+    "A loss that couples all samples of the batch (a Gram-matrix penalty)."
+    z = z - z.mean(0)
+    return ((z @ z.T) ** 2).sum() / len(z) ** 2
+
+
+def _naive_gather(x):
+    "all_gather without the gradient sum (each rank keeps only its own slice's gradient): the classic bug."
+    pad = x.new_zeros(max(SIZES), *x.shape[1:])
+    pad[: len(x)] = x.detach()
+    full = [torch.empty_like(pad) for _ in SIZES]
+    dist.all_gather(full, pad)
+    parts = [f[:s] for f, s in zip(full, SIZES)]
+    parts[dist.get_rank()] = x
+    return torch.cat(parts)
+
+
+def _ddp_step(rank, world, naive):
+    X, model = _data()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    start = sum(SIZES[:rank])
+    x = X[start : start + SIZES[rank]]
+    z = ddp(x)
+    zz = _naive_gather(z) if naive else gather(z)
+    loss = _coupled_loss(zz)
+    loss.backward()
+    return {"loss": loss.detach(), "grads": [p.grad.clone() for p in model.parameters()],
+            "slice": local_slice(len(x))}
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["core_gather", "naive_gather"])
+def test_gather_ddp_equals_single_process(naive):
+    X, model = _data()
+    loss = _coupled_loss(model(X))
+    loss.backward()
+    ref = [p.grad for p in model.parameters()]
+    results = run_distributed(_ddp_step, 2, (naive,))
+    for r, res in enumerate(results):
+        torch.testing.assert_close(res["loss"], loss.detach(), rtol=1e-12, atol=1e-12)
+        assert res["slice"] == slice(sum(SIZES[:r]), sum(SIZES[: r + 1]))
+        same = all(torch.allclose(g, g0, rtol=1e-10, atol=1e-12) for g, g0 in zip(res["grads"], ref))
+        # the core's gather reproduces one process exactly; the naive one is off by the world size
+        assert same is (not naive)

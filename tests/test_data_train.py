@@ -1,0 +1,147 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lossbook.data import (DataSplit, TwoViews, balanced_batches, batches, fashion_mnist_dir, gaussian_blur,
+                           gaussian_mixture, load_digits, load_fashion_mnist, load_mnist1d, random_affine,
+                           random_erasing, random_patches, random_resized_crop, skimage_images)
+from lossbook.train import (accuracy, calibration_bins, expected_calibration_error, fit, linear_probe, mlp, nmi,
+                            recall_at_k, results_table, topk_accuracy)
+
+
+def test_digits_split():
+    d = load_digits()
+    assert d.X_train.shape == (1437, 64) and d.X_test.shape == (360, 64) and d.n_classes == 10
+    assert d.X_train.dtype == torch.float32 and d.y_train.dtype == torch.long
+    assert abs(float(d.X_train.mean())) < 1e-3  # standardised with the training statistics
+    im = load_digits(images=True)
+    assert im.X_train.shape == (1437, 1, 8, 8) and 0 <= im.X_train.min() and im.X_train.max() <= 1
+    assert torch.equal(load_digits(seed=1).y_test, load_digits(seed=1).y_test)
+
+
+def test_split_helpers():
+    d = load_digits()
+    z = d.keep_classes([5, 6, 7])
+    assert set(z.y_train.unique().tolist()) == {0, 1, 2} and z.classes == ["5", "6", "7"]
+    assert len(z.y_train) == int(sum((d.y_train == c).sum() for c in (5, 6, 7)))
+    s = d.subset(100, 50, seed=0)
+    assert len(s.y_train) == 100 and len(s.y_test) == 50
+
+
+def test_fashion_mnist():
+    try:
+        fashion_mnist_dir()
+    except FileNotFoundError:
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    d = load_fashion_mnist(n_train=500, n_test=100)
+    assert d.X_train.shape == (500, 1, 28, 28) and d.n_classes == 10
+    assert 0 <= d.X_train.min() and d.X_train.max() <= 1 and d.X_train.max() > 0.9
+
+
+def test_fashion_mnist_missing_says_how(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(root=tmp_path)
+
+
+def test_mnist1d_local():
+    d = load_mnist1d(num_samples=400)
+    assert d.X_train.shape == (320, 40) and d.X_test.shape == (80, 40)
+
+
+def test_images_and_patches():
+    ims = skimage_images(["camera", "astronaut"])
+    assert ims["camera"].shape == (1, 512, 512) and ims["astronaut"].shape[0] == 1
+    assert skimage_images(["astronaut"], gray=False)["astronaut"].shape == (3, 512, 512)
+    p = random_patches(ims, 10, 16, seed=0)
+    assert p.shape == (10, 1, 16, 16) and torch.equal(p, random_patches(ims, 10, 16, seed=0))
+
+
+def test_gaussian_mixture():
+    d = gaussian_mixture(50, 8, 4, 2, sep=3.0, seed=0)
+    assert d.X_train.shape == (200, 8) and d.X_test.shape == (100, 8) and d.n_classes == 50
+
+
+def test_batches():
+    assert sorted(torch.cat(list(batches(11, 4))).tolist()) == list(range(11))
+    assert [len(b) for b in batches(11, 4, drop_last=True)] == [4, 4]
+    y = torch.arange(10).repeat(20)
+    for b in balanced_batches(y, 4, 16, torch.Generator().manual_seed(0)):
+        counts = torch.bincount(y[b])
+        assert sorted(counts[counts > 0].tolist()) == [4, 4, 4, 4]
+    with pytest.raises(ValueError, match="multiple"):
+        next(balanced_batches(y, 3, 16))
+
+
+def test_augmentations_shapes_and_identity():
+    x = torch.rand(6, 1, 8, 8)
+    g = lambda: torch.Generator().manual_seed(0)
+    assert random_resized_crop(x, generator=g()).shape == x.shape
+    torch.testing.assert_close(random_resized_crop(x, scale=(1.0, 1.0), ratio=(1.0, 1.0), generator=g()), x)
+    torch.testing.assert_close(random_affine(x, 0.0, 0.0, (1.0, 1.0), generator=g()), x)
+    torch.testing.assert_close(gaussian_blur(x, p=0.0, kernel_size=3, generator=g()), x)
+    assert (random_erasing(x, p=1.0, generator=g()) == 0).any()
+    v1, v2 = TwoViews(flip=0.0, generator=g())(x)
+    w1, w2 = TwoViews(flip=0.0, generator=g())(x)
+    assert torch.equal(v1, w1) and torch.equal(v2, w2) and not torch.equal(v1, v2)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        TwoViews()(torch.rand(8, 8))
+
+
+def test_metrics():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
+    y = torch.tensor([0, 2, 2, 1])
+    assert accuracy(logits, y) == 0.5 and topk_accuracy(logits, y, 2) == 0.75 and topk_accuracy(logits, y, 3) == 1
+    with pytest.raises(ValueError, match="labels must lie"):
+        accuracy(logits, torch.tensor([0, 1, 2, 3]))
+    # ECE against a float64 loop over bins
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(300, 5, generator=g) * 2, 1)
+    t = torch.randint(5, (300,), generator=g)
+    conf, pred = p.max(1)
+    ece = 0.0
+    for b in range(10):
+        m = (conf > b / 10) & (conf <= (b + 1) / 10)
+        if m.any():
+            ece += m.float().mean() * ((pred[m] == t[m]).float().mean() - conf[m].mean()).abs()
+    assert expected_calibration_error(p, t, 10) == pytest.approx(float(ece), abs=1e-6)
+    assert sum(calibration_bins(p, t, 10)["count"]) == 300
+
+
+def test_recall_and_nmi():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat_interleave(10)
+    emb = torch.eye(4)[y] * 10 + 0.1 * torch.randn(40, 4, generator=g)
+    assert recall_at_k(emb, y, (1, 4)) == {1: 1.0, 4: 1.0}
+    assert nmi(emb, y) == pytest.approx(1.0)
+    shuffled = y[torch.randperm(40, generator=g)]
+    assert recall_at_k(emb, shuffled, (1,))[1] < 0.6
+
+
+def test_fit_deterministic_and_learns():
+    d = load_digits()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = mlp([64, 32, 10])
+        h = fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=8, lr=3e-3, seed=0,
+                eval_fn=lambda m: {"acc": accuracy(m(d.X_test), d.y_test)})
+        runs.append(h)
+    assert runs[0]["loss"] == runs[1]["loss"]
+    assert runs[0]["loss"][-1] < runs[0]["loss"][0] and runs[0]["acc"][-1] > 0.8
+    with pytest.raises(ValueError, match="exactly one"):
+        fit(mlp([64, 10]), d.X_train, d.y_train)
+
+
+def test_linear_probe_separable():
+    d = load_digits()
+    acc = linear_probe(d.X_train, d.y_train, d.X_test, d.y_test)
+    assert acc > 0.9  # digits are nearly linearly separable in pixel space
+    noise = torch.randn_like(d.X_train)
+    assert linear_probe(noise, d.y_train, torch.randn_like(d.X_test), d.y_test) < 0.3
+
+
+def test_results_table():
+    t = results_table({"a": {"acc": [0.5, 0.7]}, "b": {"acc": [0.9]}}, digits=2, scale=100)
+    assert t.loc["a", "acc"] == "60.00 ± 14.14" and t.loc["b", "acc"] == "90.00"

@@ -1,0 +1,147 @@
+"""The runner and the `lossbook` command on small fake paper notebooks (fast: each runs a few trivial cells)."""
+import json
+
+import nbformat
+import pytest
+
+from lossbook import runner
+from lossbook.runner import (find_notebooks, main, notebook_params, parse_value, record, resolve_smoke, select,
+                             strip_papermill, write_json_atomic)
+
+
+def _nb(card, slug, theme, body, params="smoke = None\nseeds = [0, 1, 2]\nlr = 0.1"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    fm = f"---\ntitle: \"Paper {card}\"\ncard: {card}\nslug: {slug}\ntheme: {theme}\n---"
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_raw_cell(fm), nbformat.v4.new_markdown_cell(f"# Paper {card}"), p,
+                nbformat.v4.new_code_cell("from lossbook.runner import resolve_smoke, record\nsmoke = resolve_smoke(smoke)"),
+                nbformat.v4.new_code_cell(body)]
+    return nb
+
+
+@pytest.fixture
+def book(tmp_path):
+    nbs = tmp_path / "nbs"
+    ok = "n = 1 if smoke else 3\nprint('seeds', seeds[:n])\nrecord({'acc': [lr] * n, 'n': n}, 'c', 'partly', f'lr={lr}')"
+    files = {
+        ("alpha", "a_ok"): _nb(1, "a_ok", "alpha", ok),
+        ("alpha", "b_fail"): _nb(2, "b_fail", "alpha", "x = 1\nraise RuntimeError('boom at seed 0')"),
+        ("beta", "c_norecord"): _nb(3, "c_norecord", "beta", "y = 2"),
+    }
+    for (theme, slug), nb in files.items():
+        (nbs / theme).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, nbs / theme / f"{slug}.ipynb")
+    (nbs / "core").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), nbs / "core" / "00_core.ipynb")
+    (tmp_path / "settings.ini").write_text("[DEFAULT]\n")
+    return nbs
+
+
+def test_resolve_smoke(monkeypatch):
+    monkeypatch.delenv("LOSSBOOK_SMOKE", raising=False)
+    assert resolve_smoke(None) is False and resolve_smoke(True) is True
+    monkeypatch.setenv("LOSSBOOK_SMOKE", "1")
+    assert resolve_smoke(None) is True and resolve_smoke(False) is False
+
+
+def test_record_writes_atomically(tmp_path, monkeypatch):
+    target = tmp_path / "part.json"
+    monkeypatch.setenv("LOSSBOOK_RECORD", str(target))
+    import numpy as np
+    import torch
+    rec = record({"a": torch.tensor([1.0, 2.0]), "b": np.float64(0.5), "c": float("nan")}, "claim", "reproduced", "e")
+    assert json.loads(target.read_text()) == rec
+    assert rec["metrics"] == {"a": [1.0, 2.0], "b": 0.5, "c": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["part.json"]  # no temporary left behind
+    with pytest.raises(ValueError, match="status"):
+        record({}, "c", "kind of", "e")
+
+
+def test_write_json_atomic_never_leaves_half_a_file(tmp_path):
+    p = tmp_path / "r.json"
+    write_json_atomic(p, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(p, {"a": object()})  # fails while serialising
+    assert json.loads(p.read_text()) == {"a": 1}  # the old record is intact
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_discovery_and_selection(book):
+    nbs = find_notebooks(book)
+    assert [(i.card, i.slug, i.theme) for i in nbs] == [(1, "a_ok", "alpha"), (2, "b_fail", "alpha"), (3, "c_norecord", "beta")]
+    assert nbs[0].params == {"smoke": None, "seeds": [0, 1, 2], "lr": 0.1}
+    assert [i.slug for i in select(["alpha"], nbs)] == ["a_ok", "b_fail"]
+    assert [i.slug for i in select(["3", "a_ok"], nbs)] == ["a_ok", "c_norecord"]
+    assert len(select(["all"], nbs)) == 3
+    with pytest.raises(ValueError, match="no paper notebook matches 'zeta'"):
+        select(["zeta"], nbs)
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("[0, 1]") == [0, 1] and parse_value("True") is True
+    assert parse_value("cosine") == "cosine"
+
+
+def test_notebook_params_refuses_non_literals():
+    nb = _nb(9, "x", "t", "", params="import os\nsmoke = os.environ.get('X')")
+    with pytest.raises(ValueError, match="smoke is not a literal"):
+        notebook_params(nb)
+
+
+def test_unknown_parameter_refused_before_running(book, tmp_path, capsys):
+    out = tmp_path / "runs"
+    rc = main(["--nbs", str(book), "run", "a_ok", "--smoke", "-p", "learning_rate", "0.5", "--out", str(out)])
+    assert rc == 2
+    assert "unknown parameter(s) learning_rate" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_run_records_failures_and_goes_on(book, tmp_path, capsys):
+    out = tmp_path / "runs"
+    rc = main(["--nbs", str(book), "run", "all", "--smoke", "-p", "lr", "0.25", "--out", str(out)])
+    assert rc == 1
+    text = capsys.readouterr().out
+    assert "1 passed, 2 failed" in text and "RuntimeError: boom at seed 0" in text
+    ok = json.loads((out / "a_ok.json").read_text())
+    assert ok["ok"] and ok["mode"] == "smoke" and ok["params"]["lr"] == 0.25
+    assert ok["metrics"] == {"acc": [0.25], "n": 1} and ok["verdict"]["status"] == "partly"
+    assert set(ok) >= {"slug", "paper", "mode", "params", "metrics", "verdict", "seconds", "device", "versions", "commit"}
+    fail = json.loads((out / "b_fail.json").read_text())
+    assert not fail["ok"] and fail["verdict"] is None and "boom" in fail["error"] and "raise RuntimeError" in fail["cell_source"]
+    norec = json.loads((out / "c_norecord.json").read_text())
+    assert not norec["ok"] and "never called" in norec["error"]
+    assert not list(out.glob(".*"))  # no partial records left
+    table = runner.report(out)
+    assert "| 01 a_ok | smoke |" in table and "FAILED" in table and (out / "report.png").exists()
+
+
+def test_full_mode_and_parallel_jobs(book, tmp_path):
+    out = tmp_path / "runs"
+    recs = runner.run(["a_ok", "b_fail"], smoke=False, jobs=2, out=out, nbs=book)
+    by = {r["slug"]: r for r in recs}
+    assert by["a_ok"]["ok"] and by["a_ok"]["metrics"]["n"] == 3 and by["a_ok"]["mode"] == "full"
+    assert not by["b_fail"]["ok"]
+
+
+def test_refresh_writes_outputs_back_without_papermill(book, tmp_path):
+    results = tmp_path / "results"
+    runner.refresh(["a_ok"], nbs=book, results=results)
+    nb = json.loads((book / "alpha" / "a_ok.ipynb").read_text())
+    assert not any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+    assert "papermill" not in nb["metadata"] and not any("papermill" in c["metadata"] for c in nb["cells"])
+    assert nb["cells"][2]["metadata"]["tags"] == ["parameters"]
+    assert "smoke = None" in "".join(nb["cells"][2]["source"])  # the defaults stay literal
+    outs = "".join("".join(o.get("text", "")) for o in nb["cells"][4]["outputs"])
+    assert "seeds [0, 1, 2]" in outs  # full mode's output is in the source notebook
+    rec = json.loads((results / "a_ok.json").read_text())
+    assert rec["mode"] == "full" and rec["verdict"]["status"] == "partly" and "executed" not in rec
+    assert "partly" in runner.list_notebooks(book, results)
+
+
+def test_strip_papermill_is_idempotent():
+    nb = _nb(1, "a", "t", "x = 1")
+    once = strip_papermill(json.loads(nbformat.writes(nb)))
+    twice = strip_papermill(json.loads(json.dumps(once)))
+    assert once == twice
