@@ -15,8 +15,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_positive', 'check_reduction', 'reduce',
-           'seed_everything', 'get_device', 'set_threads', 'is_distributed', 'world_size', 'rank', 'gather',
-           'local_slice']
+           'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed', 'world_size', 'rank',
+           'gather', 'local_slice']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -46,7 +46,9 @@ def check_tensor(
     if min_batch and x.ndim > 0 and x.shape[0] < min_batch:
         what = "an empty batch" if x.shape[0] == 0 else f"a batch of {x.shape[0]}"
         raise ValueError(f"{name}: expected at least {min_batch} sample(s) in dimension 0, got {what} ({_describe(x)})")
-    if finite and x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+    # a finite sum proves every element finite (one cheap reduction); only a non-finite sum needs the full scan
+    if finite and x.is_floating_point() and x.numel() and not bool(torch.isfinite(x.detach().sum())) \
+            and not bool(torch.isfinite(x).all()):
         n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
         raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} Inf ({_describe(x)})")
     return x
@@ -147,6 +149,22 @@ def set_threads(n: int | None = None) -> int:
     if n is not None:
         torch.set_num_threads(max(1, int(n)))
     return torch.get_num_threads()
+
+# %% ../nbs/core/00_core.ipynb #e0c65b97
+class num_threads:
+    "Context manager: run a block with `n` torch intra-op threads (None: unchanged), then restore the previous count."
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        if self.n: torch.set_num_threads(max(1, int(self.n)))
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.prev)
+        return False
 
 # %% ../nbs/core/00_core.ipynb #450c255d
 def is_distributed() -> bool:

@@ -5,6 +5,7 @@
 # %% ../nbs/core/01_data.ipynb #faffba12
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -97,13 +98,16 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 
 
+@functools.lru_cache(maxsize=8)
 def _read_idx(path: Path) -> np.ndarray:
-    "Read one (gzipped) IDX file into a uint8 array."
+    "Read one (gzipped) IDX file into a read-only uint8 array (cached: a notebook loads the same files many times)."
     with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
         magic, = struct.unpack(">I", f.read(4))
         ndim = magic & 0xFF
         shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+        a = np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+    a.flags.writeable = False
+    return a
 
 
 def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:

@@ -125,11 +125,11 @@ def heatmap(
     title: str = "",
     center: float | None = 0.0,
     cmap: str = "RdBu_r",
-    annot: bool = False,
+    annot=False,  # True, or an array of labels (seaborn's annot)
     **kw,
 ):
     "A seaborn heatmap of a matrix (diverging around `center`)."
     ax = ax or plt.subplots(figsize=(4, 3.4))[1]
-    sns.heatmap(_np(m), ax=ax, center=center, cmap=cmap, annot=annot, square=not annot, **kw)
+    sns.heatmap(_np(m), ax=ax, center=center, cmap=cmap, annot=annot, square=annot is False, **kw)
     ax.set_title(title)
     return ax

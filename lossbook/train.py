@@ -20,7 +20,7 @@ from .data import batches
 
 # %% auto #0
 __all__ = ['mlp', 'SmallCNN', 'fit', 'predict', 'accuracy', 'topk_accuracy', 'calibration_bins', 'expected_calibration_error',
-           'recall_at_k', 'nmi', 'linear_probe', 'knn_accuracy', 'mean_std', 'fmt_mean_std', 'results_table']
+           'psnr', 'recall_at_k', 'nmi', 'linear_probe', 'knn_accuracy', 'mean_std', 'fmt_mean_std', 'results_table']
 
 # %% ../nbs/core/02_train.ipynb #03a87913
 def mlp(
@@ -182,6 +182,19 @@ def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = 15) -> fl
     b = calibration_bins(probs, y, n_bins)
     c, a, n = (torch.tensor(b[k]) for k in ("confidence", "accuracy", "count"))
     return float((n * (a - c).abs()).sum() / n.sum())
+
+
+def psnr(
+    x: Tensor,  # images (N, ...)
+    y: Tensor,  # reference images, same shape
+    data_range: float = 1.0,  # the value range of the images
+) -> Tensor:
+    "Peak signal-to-noise ratio per image, 10 log10(R^2 / MSE), in dB; shape (N,)."
+    check_tensor(x, "x", floating=True)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    mse = (x - y).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def recall_at_k(

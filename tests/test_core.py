@@ -2,11 +2,20 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-
-from lossbook.core import (check_labels, check_positive, check_same_shape, check_tensor, gather, get_device,
-                           local_slice, reduce, seed_everything, world_size)
-
 from ddp_utils import run_distributed
+
+from lossbook.core import (
+    check_labels,
+    check_positive,
+    check_same_shape,
+    check_tensor,
+    gather,
+    get_device,
+    local_slice,
+    reduce,
+    seed_everything,
+    world_size,
+)
 
 
 # ---------------------------------------------------------------- validation
@@ -136,3 +145,20 @@ def test_gather_ddp_equals_single_process(naive):
         same = all(torch.allclose(g, g0, rtol=1e-10, atol=1e-12) for g, g0 in zip(res["grads"], ref))
         # the core's gather reproduces one process exactly; the naive one is off by the world size
         assert same is (not naive)
+
+
+def test_check_tensor_finite_fast_path_is_exact():
+    big = torch.tensor([[3e38, 3e38]], dtype=torch.float32)  # finite values whose sum overflows to inf
+    assert check_tensor(big, "x") is big
+    with pytest.raises(ValueError, match="1 NaN and 1 Inf"):
+        check_tensor(torch.tensor([[float("inf"), float("nan"), 1.0]]), "x")
+    with pytest.raises(ValueError, match="0 NaN and 2 Inf"):  # +inf + -inf sums to NaN
+        check_tensor(torch.tensor([[float("inf"), -float("inf")]]), "x")
+
+
+def test_num_threads_restores():
+    from lossbook.core import num_threads
+    before = torch.get_num_threads()
+    with num_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

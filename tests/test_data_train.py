@@ -4,11 +4,34 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossbook.data import (DataSplit, TwoViews, balanced_batches, batches, fashion_mnist_dir, gaussian_blur,
-                           gaussian_mixture, load_digits, load_fashion_mnist, load_mnist1d, random_affine,
-                           random_erasing, random_patches, random_resized_crop, skimage_images)
-from lossbook.train import (accuracy, calibration_bins, expected_calibration_error, fit, linear_probe, mlp, nmi,
-                            recall_at_k, results_table, topk_accuracy)
+from lossbook.data import (
+    TwoViews,
+    balanced_batches,
+    batches,
+    fashion_mnist_dir,
+    gaussian_blur,
+    gaussian_mixture,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist1d,
+    random_affine,
+    random_erasing,
+    random_patches,
+    random_resized_crop,
+    skimage_images,
+)
+from lossbook.train import (
+    accuracy,
+    calibration_bins,
+    expected_calibration_error,
+    fit,
+    linear_probe,
+    mlp,
+    nmi,
+    recall_at_k,
+    results_table,
+    topk_accuracy,
+)
 
 
 def test_digits_split():
@@ -145,3 +168,14 @@ def test_linear_probe_separable():
 def test_results_table():
     t = results_table({"a": {"acc": [0.5, 0.7]}, "b": {"acc": [0.9]}}, digits=2, scale=100)
     assert t.loc["a", "acc"] == "60.00 ± 14.14" and t.loc["b", "acc"] == "90.00"
+
+
+def test_psnr():
+    from lossbook.train import psnr
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    y = x + 0.01 * torch.randn_like(x)
+    ref = [10 * math.log10(1.0 / float(((a - b) ** 2).mean())) for a, b in zip(x, y)]
+    torch.testing.assert_close(psnr(y, x), torch.tensor(ref, dtype=torch.float64))
+    torch.testing.assert_close(psnr(2 * y, 2 * x, data_range=2.0), psnr(y, x))
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(x, y[:2])

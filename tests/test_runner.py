@@ -5,8 +5,17 @@ import nbformat
 import pytest
 
 from lossbook import runner
-from lossbook.runner import (find_notebooks, main, notebook_params, parse_value, record, resolve_smoke, select,
-                             strip_papermill, write_json_atomic)
+from lossbook.runner import (
+    find_notebooks,
+    main,
+    notebook_params,
+    parse_value,
+    record,
+    resolve_smoke,
+    select,
+    strip_papermill,
+    write_json_atomic,
+)
 
 
 def _nb(card, slug, theme, body, params="smoke = None\nseeds = [0, 1, 2]\nlr = 0.1"):
