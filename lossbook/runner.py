@@ -73,11 +73,14 @@ def record(
     claim: str,  # the paper's claim, in one sentence
     status: str,  # 'reproduced' | 'partly' | 'not_reproduced' | 'not_testable', decided by the notebook's rule
     evidence: str,  # the numbers and the rule that decided `status`
+    key_metrics: dict | None = None,  # a few headline numbers for `lossbook report` ({"Z-loss top-1, digits (%)": "97.1 ± 0.6"})
 ) -> dict:
     "Record a notebook's metrics and verdict (one call per notebook); the runner adds slug, mode, params, timing, versions."
     if status not in STATUSES:
         raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
     rec = {"metrics": _jsonable(metrics), "verdict": {"claim": str(claim), "status": status, "evidence": str(evidence)}}
+    if key_metrics:
+        rec["key_metrics"] = _jsonable(key_metrics)
     target = os.environ.get("LOSSBOOK_RECORD")
     if target:
         write_json_atomic(target, rec)
@@ -270,6 +273,8 @@ def run_notebook(
                             cwd=str(info.path.parent.parent), progress_bar=progress, log_output=False)
         nb_part = json.loads(part.read_text()) if part.exists() else {}
         rec.update(ok=True, metrics=nb_part.get("metrics", {}), verdict=nb_part.get("verdict"))
+        if "key_metrics" in nb_part:
+            rec["key_metrics"] = nb_part["key_metrics"]
         if rec["verdict"] is None:
             rec.update(ok=False, error="the notebook ran but never called lossbook.runner.record(...)")
     except Exception as e:  # papermill's execution error, a kernel death, a timeout
@@ -436,7 +441,7 @@ def report(folder: str | os.PathLike = "_runs", n_metrics: int = 4, figure: bool
     recs = _load_records(folder)
     rows = []
     for r in recs:
-        flat = _flat(r.get("metrics") or {})
+        flat = r.get("key_metrics") or _flat(r.get("metrics") or {})  # the notebook's headline numbers, if it gave them
         shown = "; ".join(f"{k} {_fmt_metric(v)}" for k, v in list(flat.items())[:n_metrics])
         status = (r.get("verdict") or {}).get("status") if r.get("ok") else f"FAILED: {r.get('error', '')[:60]}"
         rows.append([f"{r.get('paper', 0):02d} {r['slug']}", r.get("mode", ""), shown, status, f"{r.get('seconds', 0):.1f}"])

@@ -33,7 +33,7 @@ def _nb(card, slug, theme, body, params="smoke = None\nseeds = [0, 1, 2]\nlr = 0
 @pytest.fixture
 def book(tmp_path):
     nbs = tmp_path / "nbs"
-    ok = "n = 1 if smoke else 3\nprint('seeds', seeds[:n])\nrecord({'acc': [lr] * n, 'n': n}, 'c', 'partly', f'lr={lr}')"
+    ok = "n = 1 if smoke else 3\nprint('seeds', seeds[:n])\nrecord({'acc': [lr] * n, 'n': n}, 'c', 'partly', f'lr={lr}', key_metrics={'acc': lr})"
     files = {
         ("alpha", "a_ok"): _nb(1, "a_ok", "alpha", ok),
         ("alpha", "b_fail"): _nb(2, "b_fail", "alpha", "x = 1\nraise RuntimeError('boom at seed 0')"),
@@ -123,7 +123,8 @@ def test_run_records_failures_and_goes_on(book, tmp_path, capsys):
     assert not norec["ok"] and "never called" in norec["error"]
     assert not list(out.glob(".*"))  # no partial records left
     table = runner.report(out)
-    assert "| 01 a_ok | smoke |" in table and "FAILED" in table and (out / "report.png").exists()
+    assert "| 01 a_ok | smoke | acc 0.25 | partly |" in table and "FAILED" in table and (out / "report.png").exists()
+    assert ok["key_metrics"] == {"acc": 0.25}
 
 
 def test_full_mode_and_parallel_jobs(book, tmp_path):

@@ -1,0 +1,381 @@
+"""Tests of lossbook.vision.ms_ssim_loss (card 11): pytorch-msssim as the reference (values and gradients, float64),
+scikit-image and torchmetrics where their conventions allow, gradcheck, the metric's properties, anti-correlated images,
+reductions, functional == module, dtypes and bad inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lossbook.vision.ms_ssim_loss import (
+    MS_SSIM_WEIGHTS,
+    MixedMSSSIML1Loss,
+    MSSSIMLoss,
+    gaussian_window,
+    ms_ssim,
+    ms_ssim_loss,
+    ms_ssim_terms,
+    ssim,
+    ssim_map,
+)
+
+F64 = torch.float64
+
+
+def _pair(n=3, c=1, h=64, w=None, seed=0, noise=0.2, dtype=F64, smooth=False):
+    "A batch of images in [0, 1] and a noisy version of it."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, h, w or h, generator=g, dtype=dtype)
+    if smooth:  # natural-looking: blurred noise, stretched to [0, 1]
+        x = F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, 1)
+        x = (x - x.amin((2, 3), keepdim=True)) / (x.amax((2, 3), keepdim=True) - x.amin((2, 3), keepdim=True))
+    y = (x + noise * torch.randn(x.shape, generator=g, dtype=dtype)).clamp(0, 1)
+    return x, y
+
+
+def _renorm(M):
+    s = sum(MS_SSIM_WEIGHTS[:M])
+    return [b / s for b in MS_SSIM_WEIGHTS[:M]]
+
+
+# ---------------------------------------------------------------- reference: pytorch-msssim 1.0.0
+@pytest.fixture(scope="module")
+def pm():
+    return pytest.importorskip("pytorch_msssim")
+
+
+# its ms_ssim asserts min side > (win-1)*16 whatever the number of scales: 176 with win 11, 64 with win 3
+CASES = [(176, 11, 5), (176, 11, 3), (64, 3, 5), (64, 3, 3), (65, 3, 4)]
+
+
+@pytest.mark.parametrize("side,win,M", CASES)
+def test_ms_ssim_equals_pytorch_msssim(pm, side, win, M):
+    x, y = _pair(3, 2, side, side + 3, seed=side + M)
+    xo, xr, xs = (x.clone().requires_grad_() for _ in range(3))
+    w = None if M == 5 else _renorm(M)
+    ours = ms_ssim(xo, y, win_size=win, scales=M, reduction="none")
+    ref = pm.ms_ssim(xr, y, data_range=1.0, win_size=win, weights=w, size_average=False)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    gw = torch.randn(3, dtype=F64)  # a non-trivial upstream gradient
+    (ours * gw).sum().backward()
+    (ref * gw).sum().backward()
+    # gradients: within 1e-5 absolute, and within 1e-4 of the largest gradient (the float32 window, below)
+    torch.testing.assert_close(xo.grad, xr.grad, rtol=0, atol=min(1e-5, 1e-4 * xr.grad.abs().max().item()))
+    # the ~1e-6 gap is only pytorch-msssim's float32 window: given ours, the two agree to round-off
+    win_t = gaussian_window(win, 1.5, F64).view(1, 1, 1, -1).repeat(2, 1, 1, 1)
+    same = pm.ms_ssim(xs, y, data_range=1.0, win=win_t, weights=w, size_average=False)
+    torch.testing.assert_close(ours, same, rtol=0, atol=1e-13)
+    (same * gw).sum().backward()
+    torch.testing.assert_close(xo.grad, xs.grad, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("side,win", [(64, 11), (40, 7), (33, 3)])
+def test_ssim_equals_pytorch_msssim(pm, side, win):
+    x, y = _pair(4, 3, side, side + 5, seed=win)
+    xo, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = ssim(xo, y, win_size=win, reduction="none")
+    ref = pm.ssim(xr, y, data_range=1.0, win_size=win, size_average=False)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(xo.grad, xr.grad, rtol=0, atol=min(1e-5, 1e-4 * xr.grad.abs().max().item()))
+    # size_average=True is the mean over images
+    torch.testing.assert_close(ssim(x, y, win_size=win), pm.ssim(x, y, data_range=1.0, win_size=win), rtol=0, atol=1e-5)
+
+
+def test_float32_against_pytorch_msssim(pm):
+    "In float32 both accumulate round-off differently (E[x²] - μ² cancels): a few 1e-6, at most ~1e-5."
+    x, y = _pair(4, 1, 176, dtype=torch.float32, seed=3)
+    torch.testing.assert_close(ms_ssim(x, y, reduction="none"),
+                               pm.ms_ssim(x, y, data_range=1.0, size_average=False), rtol=0, atol=5e-5)
+
+
+def test_anticorrelated_finite_and_like_pytorch_msssim(pm):
+    "y = 1 - x: every cs is negative. Ours: value 0, finite (zero) gradient; pytorch-msssim 1.0.0 does the same."
+    x = torch.rand(3, 1, 190, 190, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert (ssim(x, 1 - x, reduction="none") < -0.9).all()
+    y_ours, y_ref = (1 - x).requires_grad_(), (1 - x).requires_grad_()
+    v = ms_ssim(x, y_ours, reduction="none")
+    v.sum().backward()
+    r = pm.ms_ssim(x, y_ref, data_range=1.0, size_average=False)
+    r.sum().backward()
+    assert torch.isfinite(v).all() and torch.isfinite(y_ours.grad).all()
+    torch.testing.assert_close(v, torch.zeros(3, dtype=F64))
+    torch.testing.assert_close(v, r)
+    assert y_ours.grad.abs().max() == 0 and y_ref.grad.abs().max() == 0
+    # the loss is 1 there, with the same dead zone
+    torch.testing.assert_close(ms_ssim_loss(x, 1 - x), torch.tensor(1.0, dtype=F64))
+
+
+def test_anticorrelated_small_images_and_simple():
+    "The same at the sizes we train on, and 'simple' ((t+1)/2) keeps a finite, non-zero gradient."
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=F64)
+    for mode in ("relu", "simple"):
+        y = (1 - x).requires_grad_()
+        v = ms_ssim(x, y, win_size=5, scales=3, nonneg=mode)
+        v.backward()
+        assert torch.isfinite(v) and torch.isfinite(y.grad).all()
+        if mode == "simple":
+            assert 0 < v < 0.5 and y.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="negative"):
+        ms_ssim(x, 1 - x, win_size=5, scales=3, nonneg="none")
+
+
+# ---------------------------------------------------------------- other references
+def test_ssim_equals_skimage():
+    skm = pytest.importorskip("skimage.metrics")
+    x, y = _pair(4, 1, 48, 40, seed=5, smooth=True)
+    ours = ssim(x, y, reduction="none")
+    ref = torch.tensor([skm.structural_similarity(a[0].numpy(), b[0].numpy(), gaussian_weights=True, sigma=1.5,
+                                                  use_sample_covariance=False, data_range=1.0) for a, b in zip(x, y)])
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+
+
+def test_ssim_map_equals_torchmetrics_cropped():
+    "torchmetrics reflect-pads and averages the whole map; cropped to the valid positions it is ours."
+    tm = pytest.importorskip("torchmetrics.functional.image")
+    x, y = _pair(3, 2, 50, 44, seed=6, smooth=True)
+    _, full = tm.structural_similarity_index_measure(y, x, data_range=1.0, reduction="none", return_full_image=True)
+    torch.testing.assert_close(ssim_map(y, x), full[..., 5:-5, 5:-5], rtol=0, atol=1e-12)
+
+
+def test_ms_ssim_close_to_torchmetrics():
+    "torchmetrics' MS-SSIM differs only in its coarsest factor (reflect-padded border included): ~1e-3 at 256 px."
+    tm = pytest.importorskip("torchmetrics.functional.image")
+    x, y = _pair(4, 1, 256, seed=7, noise=0.1, smooth=True)
+    ref = tm.multiscale_structural_similarity_index_measure(y, x, data_range=1.0, reduction="none")
+    torch.testing.assert_close(ms_ssim(y, x, reduction="none"), ref, rtol=0, atol=2e-3)
+
+
+# ---------------------------------------------------------------- gradcheck
+def test_gradcheck_ms_ssim():
+    "32×32, win 3, 3 scales, float64; fast mode (random projections of the Jacobian) keeps it under a second."
+    x, y = _pair(2, 1, 32, seed=8, noise=0.3)
+    assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, win_size=3, scales=3, reduction="none"),
+                                    (x.requires_grad_(), y.requires_grad_()), fast_mode=True)
+    x, y = _pair(1, 1, 32, seed=9, noise=0.3)  # the full Jacobian for one image and one input
+    assert torch.autograd.gradcheck(lambda t: ms_ssim(x, t, win_size=3, scales=3), (y.requires_grad_(),))
+
+
+def test_gradcheck_ssim_both_inputs():
+    x, y = _pair(2, 2, 12, 14, seed=9, noise=0.3)
+    assert torch.autograd.gradcheck(lambda a, b: ssim(a, b, win_size=5, reduction="none"),
+                                    (x.requires_grad_(), y.requires_grad_()))
+
+
+# ---------------------------------------------------------------- properties
+def test_identity_and_zero_gradient():
+    x, _ = _pair(3, 2, 40, seed=10)
+    torch.testing.assert_close(ms_ssim(x, x, win_size=5, scales=3, reduction="none"), torch.ones(3, dtype=F64))
+    y = x.clone().requires_grad_()
+    loss = ms_ssim_loss(y, x, win_size=5, scales=3)
+    loss.backward()
+    assert abs(loss.item()) < 1e-14
+    assert y.grad.abs().max() < 1e-12
+
+
+def test_symmetric_and_at_most_one():
+    x, y = _pair(4, 1, 40, seed=11)
+    a, b = ms_ssim(x, y, win_size=5, scales=3, reduction="none"), ms_ssim(y, x, win_size=5, scales=3, reduction="none")
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+    assert (a < 1).all() and (a >= 0).all()
+
+
+def test_one_scale_is_ssim():
+    x, y = _pair(3, 2, 30, seed=12, noise=0.1)
+    torch.testing.assert_close(ms_ssim(x, y, win_size=7, scales=1, reduction="none"),
+                               ssim(x, y, win_size=7, reduction="none"), rtol=0, atol=1e-14)
+
+
+def test_common_scaling_invariance():
+    x, y = _pair(2, 1, 40, seed=13)
+    for a in (255.0, 0.01):
+        torch.testing.assert_close(ms_ssim(a * x, a * y, data_range=a, win_size=5, scales=3, reduction="none"),
+                                   ms_ssim(x, y, win_size=5, scales=3, reduction="none"), rtol=0, atol=1e-10)
+
+
+def test_offset_changes_only_luminance():
+    x, y = _pair(2, 1, 40, seed=14, noise=0.1)
+    cs0, s0 = ms_ssim_terms(x, y, win_size=5, scales=3)
+    cs1, s1 = ms_ssim_terms(x, y + 0.2, win_size=5, scales=3)
+    torch.testing.assert_close(cs1, cs0, rtol=0, atol=1e-9)
+    assert (s1 < s0 - 1e-3).all()
+
+
+def test_monotone_in_noise():
+    vals = []
+    for sd in (0.02, 0.05, 0.1, 0.2, 0.4):
+        x, y = _pair(6, 1, 48, seed=15, noise=sd, smooth=True)
+        vals.append(ms_ssim(x, y, win_size=5, scales=3).item())
+    assert all(a > b for a, b in zip(vals, vals[1:])), vals
+
+
+def test_weights_renormalised_and_explicit():
+    x, y = _pair(2, 1, 40, seed=16)
+    torch.testing.assert_close(ms_ssim(x, y, win_size=5, scales=3), ms_ssim(x, y, win_size=5, weights=_renorm(3)))
+    # unnormalised weights are used as given: doubling every exponent squares the value
+    torch.testing.assert_close(ms_ssim(x, y, win_size=5, weights=[2 * b for b in _renorm(3)], reduction="none"),
+                               ms_ssim(x, y, win_size=5, scales=3, reduction="none") ** 2)
+
+
+def test_terms_match_definition():
+    "ms_ssim is the weighted product of relu'd terms from ms_ssim_terms (Eq. 5), averaged over channels."
+    x, y = _pair(3, 2, 40, seed=17)
+    cs, s = ms_ssim_terms(x, y, win_size=5, scales=3)
+    w = torch.tensor(_renorm(3), dtype=F64).view(-1, 1, 1)
+    manual = (torch.cat([cs[:-1], s[None]]).relu() ** w).prod(0).mean(1)
+    torch.testing.assert_close(ms_ssim(x, y, win_size=5, scales=3, reduction="none"), manual)
+    # scale 1's cs and the last scale's SSIM are ssim()'s cs and value on the pooled images
+    _, cs1 = ssim(x, y, win_size=5, reduction="none", return_cs=True)
+    torch.testing.assert_close(cs[0].mean(1), cs1)
+
+
+def test_odd_sizes_pool_like_reference():
+    "Odd sides are zero-padded before 2x2 pooling: 33 -> 17 -> 9, still >= win 5 at 3 scales."
+    x, y = _pair(2, 1, 33, 35, seed=18)
+    v = ms_ssim(x, y, win_size=5, scales=3, reduction="none")
+    assert torch.isfinite(v).all()
+    with pytest.raises(ValueError, match="too small"):
+        ms_ssim(x[..., :32, :32][..., :16, :16], y[..., :16, :16], win_size=5, scales=3)
+
+
+# ---------------------------------------------------------------- API: reductions, module, dtypes, device
+def test_reductions():
+    x, y = _pair(5, 1, 40, seed=19)
+    kw = dict(win_size=5, scales=3)
+    none = ms_ssim_loss(y, x, reduction="none", **kw)
+    assert none.shape == (5,)
+    torch.testing.assert_close(ms_ssim_loss(y, x, **kw), none.mean())
+    torch.testing.assert_close(ms_ssim_loss(y, x, reduction="sum", **kw), none.sum())
+    torch.testing.assert_close(none, 1 - ms_ssim(y, x, reduction="none", **kw))
+    s_none = ssim(y, x, reduction="none")
+    torch.testing.assert_close(ssim(y, x, reduction="sum"), s_none.sum())
+    torch.testing.assert_close(ms_ssim(y, x, reduction="sum", **kw), ms_ssim(y, x, reduction="none", **kw).sum())
+
+
+def test_module_equals_functional():
+    x, y = _pair(4, 3, 40, seed=20)
+    for red in ("mean", "sum", "none"):
+        m = MSSSIMLoss(win_size=5, scales=3, reduction=red)
+        torch.testing.assert_close(m(y, x), ms_ssim_loss(y, x, reduction=red, win_size=5, scales=3))
+    m = MSSSIMLoss(data_range=255, win_size=3, sigma=1.0, weights=[0.5, 0.5], K=(0.02, 0.05), nonneg="simple")
+    torch.testing.assert_close(m(255 * y, 255 * x), ms_ssim_loss(255 * y, 255 * x, data_range=255, win_size=3, sigma=1.0,
+                                                                 weights=[0.5, 0.5], K=(0.02, 0.05), nonneg="simple"))
+    assert "scales=2" in repr(m)
+
+
+def test_mixed_loss():
+    x, y = _pair(4, 1, 40, seed=21)
+    kw = dict(win_size=5, scales=3)
+    mix = MixedMSSSIML1Loss(0.84, reduction="none", **kw)
+    expect = 0.84 * ms_ssim_loss(y, x, reduction="none", **kw) + 0.16 * (y - x).abs().flatten(1).mean(1)
+    torch.testing.assert_close(mix(y, x), expect)
+    torch.testing.assert_close(MixedMSSSIML1Loss(1.0, **kw)(y, x), MSSSIMLoss(**kw)(y, x))
+    with pytest.raises(ValueError, match="alpha"):
+        MixedMSSSIML1Loss(1.5)
+
+
+def test_dtypes_and_device(dtype, device):
+    x, y = _pair(3, 1, 40, seed=22)
+    x, y = x.to(device, dtype), y.to(device, dtype).requires_grad_()
+    v = ms_ssim_loss(y, x, win_size=5, scales=3)
+    v.backward()
+    assert v.dtype == dtype and v.device.type == device.type and y.grad.dtype == dtype
+    ref = ms_ssim_loss(y.detach().double().cpu(), x.double().cpu(), win_size=5, scales=3)
+    tol = 1e-5 if dtype == torch.float32 else 1e-13
+    assert abs(v.item() - ref.item()) < tol
+
+
+def test_long_sides_tiled():
+    "Sides over 1024 outputs go through tiled banded products: the same values as a 2-D convolution."
+    x, y = _pair(1, 1, 40, 1100, seed=23, noise=0.1)
+    g = gaussian_window(11, 1.5, F64)
+    k = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
+    mu_x, mu_y = F.conv2d(x, k), F.conv2d(y, k)
+    sxx, syy, sxy = F.conv2d(x * x, k) - mu_x**2, F.conv2d(y * y, k) - mu_y**2, F.conv2d(x * y, k) - mu_x * mu_y
+    C1, C2 = 0.01**2, 0.03**2
+    ref = ((2 * mu_x * mu_y + C1) * (2 * sxy + C2) / ((mu_x**2 + mu_y**2 + C1) * (sxx + syy + C2)))
+    torch.testing.assert_close(ssim_map(x, y), ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ssim_map(x.mT, y.mT), ref.mT, rtol=0, atol=1e-12)  # the tall side tiled too
+    from lossbook.vision.ms_ssim_loss import _blur  # small tiles on both axes, with a tail
+    z = torch.rand(2, 3, 70, 90, dtype=F64)
+    torch.testing.assert_close(_blur(z, g, tile=8), F.conv2d(z.view(6, 1, 70, 90), k).view(2, 3, 60, 80), rtol=0, atol=1e-13)
+
+
+def test_gaussian_window():
+    g = gaussian_window(7, 1.2, F64)
+    a = torch.arange(7, dtype=F64) - 3
+    e = torch.exp(-a**2 / (2 * 1.2**2))
+    torch.testing.assert_close(g, e / e.sum())
+    assert gaussian_window(5).dtype == torch.get_default_dtype()
+
+
+# ---------------------------------------------------------------- bad inputs
+def test_too_small_for_scales():
+    x = torch.rand(2, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"32×32 are too small for 5 scale\(s\) with win_size 11.*161"):
+        ms_ssim(x, x)
+    with pytest.raises(ValueError, match="= 33"):
+        ms_ssim(x, x, win_size=9, scales=3)
+    ms_ssim(x, x, win_size=7, scales=3)  # (7-1)·4+1 = 25 <= 32: fine
+    with pytest.raises(ValueError, match="too small"):
+        ssim(torch.rand(1, 1, 10, 40), torch.rand(1, 1, 10, 40))  # 10 < 11
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite(bad):
+    x = torch.rand(2, 1, 32, 32)
+    y = x.clone()
+    y[0, 0, 3, 4] = bad
+    with pytest.raises(ValueError, match="finite"):
+        ms_ssim(x, y, win_size=5, scales=3)
+    with pytest.raises(ValueError, match="finite"):
+        ssim(y, x)
+    with pytest.raises(ValueError, match="finite"):
+        MSSSIMLoss(win_size=5, scales=3)(y, x)
+
+
+def test_shapes_dims_dtypes():
+    x = torch.rand(2, 1, 32, 32)
+    with pytest.raises(ValueError, match="same shape"):
+        ms_ssim(x, torch.rand(2, 1, 32, 31), win_size=5, scales=3)
+    with pytest.raises(ValueError, match="same shape"):
+        ms_ssim(x, torch.rand(1, 1, 32, 32), win_size=5, scales=3)  # no silent broadcast
+    with pytest.raises(ValueError, match="expected 4 dimensions"):
+        ms_ssim(x[0], x[0], win_size=5, scales=3)
+    with pytest.raises(ValueError, match="expected 4 dimensions"):
+        ssim(x[None], x[None])
+    with pytest.raises(ValueError, match="floating"):
+        ssim((255 * x).to(torch.uint8), (255 * x).to(torch.uint8))
+    with pytest.raises(ValueError, match="same dtype"):
+        ssim(x, x.double())
+    with pytest.raises(ValueError, match="empty batch"):
+        ms_ssim(x[:0], x[:0], win_size=5, scales=3)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        ssim(x.numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(data_range=0), "data_range"), (dict(data_range=-1.0), "data_range"), (dict(data_range=float("nan")), "data_range"),
+    (dict(win_size=4), "odd"), (dict(win_size=0), "odd"), (dict(sigma=0.0), "sigma"), (dict(K=(0.01, 0.0)), r"K\[1\]"),
+    (dict(K=0.01), "two numbers"), (dict(scales=6), "from 1 to 5"), (dict(scales=0), "from 1 to 5"),
+    (dict(weights=[0.5, -0.1]), "weights"), (dict(weights=[0.5, 0.5], scales=3), "disagree"), (dict(weights=[]), "weights"),
+    (dict(nonneg="clamp"), "nonneg"), (dict(reduction="avg"), "reduction"),
+])
+def test_bad_arguments(kw, match):
+    x = torch.rand(2, 1, 40, 40)
+    kw = {"win_size": 5, "scales": None if "weights" in kw else 3, **kw}
+    with pytest.raises(ValueError, match=match):
+        ms_ssim(x, x, **kw)
+
+
+def test_bad_module_arguments():
+    with pytest.raises(ValueError, match="data_range"):
+        MSSSIMLoss(data_range=0)
+    with pytest.raises(ValueError, match="reduction"):
+        MSSSIMLoss(reduction="batchmean")
+    with pytest.raises(ValueError, match="nonneg"):
+        MSSSIMLoss(nonneg="abs")
+    with pytest.raises(ValueError, match="odd"):
+        MSSSIMLoss(win_size=6)
+    with pytest.raises(ValueError, match="from 1 to 5"):
+        MSSSIMLoss(scales=7)
