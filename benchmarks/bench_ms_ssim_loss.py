@@ -9,11 +9,10 @@ lossbook / library (goal <= 1.0).
 """
 
 import argparse
-import statistics
-import time
 from importlib.metadata import version
 
 import torch
+from common import timeit
 
 from lossbook.vision.ms_ssim_loss import ms_ssim, ms_ssim_loss
 
@@ -22,25 +21,6 @@ CASES = [  # (name, batch, channels, side, win_size)
     ("64 x 1x64x64, win 3, 5 scales", 64, 1, 64, 3),
     ("8 x 3x256x256, win 11, 5 scales", 8, 3, 256, 11),
 ]
-
-
-def timeit(fn, repeats: int, device: torch.device, min_time: float = 0.3) -> float:
-    "Median seconds per call over `repeats` rounds (each round loops until `min_time` has passed), after a warm-up."
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):
-        fn()
-    sync()
-    rounds = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            sync()
-            if time.perf_counter() - t0 >= min_time:
-                break
-        rounds.append((time.perf_counter() - t0) / n)
-    return statistics.median(rounds)
 
 
 def main():

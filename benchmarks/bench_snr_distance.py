@@ -8,31 +8,11 @@ lossbook vs pytorch-metric-learning's `SNRDistance(normalize_embeddings=False)` 
 """
 
 import argparse
-import statistics
-import time
 
 import torch
+from common import timeit
 
 from lossbook.metric.snr_distance import snr_contrastive_loss, snr_distance
-
-
-def timeit(fn, repeats: int, device: torch.device, min_time: float = 0.2) -> float:
-    "Median seconds per call over `repeats` rounds (each round loops until `min_time` has passed), after a warm-up."
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):
-        fn()
-    sync()
-    rounds = []
-    for _ in range(repeats):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            sync()
-            if time.perf_counter() - t0 >= min_time:
-                break
-        rounds.append((time.perf_counter() - t0) / n)
-    return statistics.median(rounds)
 
 
 def main():
