@@ -14,9 +14,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_positive', 'check_reduction', 'reduce',
-           'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed', 'world_size', 'rank',
-           'gather', 'local_slice']
+__all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_positive', 'check_reduction',
+           'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed', 'world_size',
+           'rank', 'gather', 'local_slice']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -82,6 +82,13 @@ def check_labels(
     return labels
 
 
+def check_choice(value, name: str, choices: Sequence) -> object:
+    "Check that an option is one of `choices`."
+    if value not in tuple(choices):
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
 def check_positive(value, name: str, strict: bool = True) -> float:
     "Check that a scalar hyper-parameter is a finite number > 0 (or >= 0 when `strict=False`)."
     v = float(value)
@@ -95,9 +102,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def check_reduction(reduction: str) -> str:
     "Check that `reduction` is one of 'mean', 'sum', 'none'."
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return check_choice(reduction, "reduction", REDUCTIONS)
 
 
 def reduce(

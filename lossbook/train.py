@@ -20,7 +20,8 @@ from .data import batches
 
 # %% auto #0
 __all__ = ['mlp', 'SmallCNN', 'fit', 'predict', 'accuracy', 'topk_accuracy', 'calibration_bins', 'expected_calibration_error',
-           'psnr', 'recall_at_k', 'nmi', 'linear_probe', 'knn_accuracy', 'mean_std', 'fmt_mean_std', 'results_table']
+           'psnr', 'recall_at_k', 'nmi', 'linear_probe', 'singular_spectrum', 'effective_rank', 'forward_batch_stats',
+           'knn_accuracy', 'mean_std', 'fmt_mean_std', 'results_table']
 
 # %% ../nbs/core/02_train.ipynb #03a87913
 def mlp(
@@ -189,11 +190,11 @@ def psnr(
     y: Tensor,  # reference images, same shape
     data_range: float = 1.0,  # the value range of the images
 ) -> Tensor:
-    "Peak signal-to-noise ratio per image, 10 log10(R^2 / MSE), in dB; shape (N,)."
+    "Peak signal-to-noise ratio per image, 10 log10(R^2 / MSE), in dB; shape (N,). MSE is clamped at 1e-12 R^2 (identical images: 120 dB, not inf)."
     check_tensor(x, "x", floating=True)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    mse = (x - y).pow(2).flatten(1).mean(1)
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12 * data_range**2)
     return 10 * torch.log10(data_range**2 / mse)
 
 
@@ -255,6 +256,43 @@ def linear_probe(
     opt.step(closure)
     with torch.no_grad():
         return accuracy(Fte @ W + b, y_test.cpu())
+
+
+def singular_spectrum(
+    features: Tensor,  # features (N, D)
+) -> Tensor:
+    "Singular values of the centred features, divided by the largest (float64, descending)."
+    s = torch.linalg.svdvals((features - features.mean(0)).detach().double().cpu())
+    return s / s[0]
+
+
+def effective_rank(
+    features: Tensor,  # features (N, D)
+) -> float:
+    "Roy & Vetterli's effective rank: exp of the entropy of the normalised singular values of the centred features (1 = collapsed, D = isotropic)."
+    s = torch.linalg.svdvals((features - features.mean(0)).detach().double().cpu())
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@torch.no_grad()
+def forward_batch_stats(
+    model: nn.Module,  # a model with BatchNorm layers
+    x: Tensor,  # a batch (moved to the model's device)
+) -> Tensor:
+    "The model's output with BatchNorm on the batch's own statistics, as a loss sees it in training; running statistics and mode are left as they were. On the CPU."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved, was_training = [m.momentum for m in bns], model.training
+    model.train()
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        return model(x.to(next(model.parameters()).device)).cpu()
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def knn_accuracy(F_train: Tensor, y_train: Tensor, F_test: Tensor, y_test: Tensor, k: int = 5) -> float:

@@ -179,3 +179,23 @@ def test_psnr():
     torch.testing.assert_close(psnr(2 * y, 2 * x, data_range=2.0), psnr(y, x))
     with pytest.raises(ValueError, match="same shape"):
         psnr(x, y[:2])
+
+
+def test_effective_rank_and_spectrum():
+    from lossbook.train import effective_rank, singular_spectrum
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(4000, 6, generator=g)
+    assert 5.8 < effective_rank(iso) <= 6.0
+    assert effective_rank(torch.randn(300, 1, generator=g) * torch.randn(1, 6, generator=g)) == pytest.approx(1.0, abs=1e-4)
+    s = singular_spectrum(iso)
+    assert s[0] == 1.0 and (s[1:] <= s[:-1]).all()
+
+
+def test_forward_batch_stats_leaves_running_stats():
+    from lossbook.train import forward_batch_stats
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).eval()
+    before = m[1].running_mean.clone()
+    out = forward_batch_stats(m, torch.randn(16, 4) + 5)
+    assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-5)  # standardised with the batch's own statistics
+    assert torch.equal(m[1].running_mean, before) and not m.training

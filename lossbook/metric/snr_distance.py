@@ -15,6 +15,7 @@ from torch import Tensor
 
 from lossbook.core import (
     REDUCTIONS,
+    check_choice,
     check_labels,
     check_positive,
     check_tensor,
@@ -110,9 +111,7 @@ PAIR_REDUCTIONS = ("avg_nonzero",) + REDUCTIONS
 
 
 def _check_pair_reduction(reduction: str) -> str:
-    if reduction not in PAIR_REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {PAIR_REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return check_choice(reduction, "reduction", PAIR_REDUCTIONS)
 
 
 def _ddp_active(gather_distributed: bool) -> bool:
@@ -244,8 +243,7 @@ def snr_triplet_loss(
     _check_pair_reduction(reduction)
     check_positive(margin, "margin", strict=False)
     check_positive(reg_weight, "reg_weight", strict=False)
-    if mining not in MINING:
-        raise ValueError(f"mining: expected one of {MINING}, got {mining!r}")
+    check_choice(mining, "mining", MINING)
     active = _ddp_active(gather_distributed)
     ref, pos, neg, n_global = _setup(embeddings, labels, active)
     n_valid = _global_sum((pos.sum(1) * neg.sum(1)).sum(), active).item()
@@ -296,8 +294,7 @@ class SNRTripletLoss(nn.Module):
     ):
         super().__init__()
         _check_pair_reduction(reduction)
-        if mining not in MINING:
-            raise ValueError(f"mining: expected one of {MINING}, got {mining!r}")
+        check_choice(mining, "mining", MINING)
         self.margin = check_positive(margin, "margin", strict=False)
         self.reg_weight = check_positive(reg_weight, "reg_weight", strict=False)
         self.mining, self.reduction, self.gather_distributed = mining, reduction, gather_distributed
