@@ -318,7 +318,8 @@ def run(
     tasks = [(i, smoke, out, device, params, threads) for i in chosen]
     records = []
     report = lambda r, k: _say(f"[{k}/{len(chosen)}] {r['slug']:<32} " + (
-        f"ok      {r['seconds']:7.1f} s  {(r.get('verdict') or {}).get('status', '')}" if r["ok"] else
+        f"ok      {r['seconds']:7.1f} s  {(r.get('verdict') or {}).get('status', '')}"
+        + (" (from a smoke run: not the paper's verdict)" if r["mode"] == "smoke" else "") if r["ok"] else
         f"FAILED  {r['seconds']:7.1f} s  in cell {r.get('cell', '?')}: {r.get('error', '')}"))
     if jobs > 1 and len(chosen) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
