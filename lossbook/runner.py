@@ -310,6 +310,12 @@ def run(
     "Run the selected notebooks; print progress and failures; return their records."
     chosen = select(list(targets), find_notebooks(nbs))
     params = params or {}
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' was asked for but CUDA is not available here; use --device cpu or auto")
     for info in chosen:  # refuse unknown parameters before anything runs
         check_params(info, params)
     mode = "smoke" if smoke else "full"

@@ -155,3 +155,18 @@ def test_strip_papermill_is_idempotent():
     once = strip_papermill(json.loads(nbformat.writes(nb)))
     twice = strip_papermill(json.loads(json.dumps(once)))
     assert once == twice
+
+
+def test_cli_list_report_and_device(book, tmp_path, capsys):
+    import torch
+    assert main(["--nbs", str(book), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "| 01 | alpha | a_ok | Paper 1 | not run |" in out and "c_norecord" in out
+    runs = tmp_path / "runs"
+    assert main(["--nbs", str(book), "run", "a_ok", "--smoke", "--out", str(runs)]) == 0
+    assert main(["report", str(runs)]) == 0
+    assert "| 01 a_ok | smoke | acc 0.1 | partly |" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert main(["--nbs", str(book), "run", "a_ok", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
