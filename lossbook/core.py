@@ -14,9 +14,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_positive', 'check_reduction',
-           'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed', 'world_size',
-           'rank', 'gather', 'local_slice']
+__all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_real', 'check_positive',
+           'check_reduction', 'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed',
+           'world_size', 'rank', 'gather', 'local_slice']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -89,10 +89,24 @@ def check_choice(value, name: str, choices: Sequence) -> object:
     return value
 
 
+def check_real(value, name: str) -> float:
+    "Check that a scalar hyper-parameter is a finite real number (any sign); return it as a float."
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}") from None
+    if v != v or abs(v) == float("inf"):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    return v
+
+
 def check_positive(value, name: str, strict: bool = True) -> float:
     "Check that a scalar hyper-parameter is a finite number > 0 (or >= 0 when `strict=False`)."
-    v = float(value)
-    if not (v == v and abs(v) != float("inf")) or (v <= 0 if strict else v < 0):
+    try:
+        v = check_real(value, name)
+    except ValueError:
+        v = float("nan")
+    if not (v == v) or (v <= 0 if strict else v < 0):
         raise ValueError(f"{name}: expected a finite number {'>' if strict else '>='} 0, got {value!r}")
     return v
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import check_labels, check_tensor, get_device, seed_everything
+from .core import check_labels, check_same_shape, check_tensor, get_device, seed_everything
 from .data import batches
 
 # %% auto #0
@@ -192,8 +192,7 @@ def psnr(
 ) -> Tensor:
     "Peak signal-to-noise ratio per image, 10 log10(R^2 / MSE), in dB; shape (N,). MSE is clamped at 1e-12 R^2 (identical images: 120 dB, not inf)."
     check_tensor(x, "x", floating=True)
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_same_shape(x, y, ("x", "y"))
     mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12 * data_range**2)
     return 10 * torch.log10(data_range**2 / mse)
 

@@ -1,6 +1,5 @@
 """Run a function on N gloo processes (CPU) and collect what each rank returns."""
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -9,16 +8,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, fn, args, out_dir):
+def _worker(rank, world, init_file, fn, args, out_dir):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # a file store, not a TCP port: parallel test workers cannot collide on it
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         result = fn(rank, world, *args)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
@@ -32,5 +26,5 @@ def run_distributed(fn, world: int = 2, args: tuple = ()) -> list:
     `fn` must be importable (defined at module level of a test module).
     """
     with tempfile.TemporaryDirectory() as d:
-        mp.spawn(_worker, args=(world, _free_port(), fn, args, d), nprocs=world, join=True)
+        mp.spawn(_worker, args=(world, str(Path(d) / "store"), fn, args, d), nprocs=world, join=True)
         return [torch.load(Path(d) / f"rank{r}.pt", weights_only=False) for r in range(world)]

@@ -162,3 +162,13 @@ def test_num_threads_restores():
     with num_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_check_real():
+    from lossbook.core import check_real
+    assert check_real(-2, "b") == -2.0 and check_real(torch.tensor(0.5), "b") == 0.5
+    for bad in (float("nan"), float("inf"), "x", None):
+        with pytest.raises(ValueError, match="^b: expected a finite real number"):
+            check_real(bad, "b")
+    with pytest.raises(ValueError, match="^a: expected a finite number > 0"):
+        check_positive("x", "a")

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import check_labels, check_positive, check_reduction, check_tensor, reduce
+from ..core import check_labels, check_positive, check_real, check_reduction, check_same_shape, check_tensor, reduce
 
 # %% auto #0
 __all__ = ['default_b', 'z_scores', 'z_loss', 'ZLoss', 'spherical_cache', 'spherical_stats', 'z_loss_from_stats',
@@ -34,17 +34,6 @@ def _check_logits_target(logits, target) -> int:
     D = _check_logits(logits)
     check_labels(target, D, "target", batch=logits.shape[0])
     return D
-
-
-def _finite(value, name: str) -> float:
-    "A finite real hyper-parameter (any sign)."
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a finite real number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
-    return v
 
 
 def default_b(
@@ -119,7 +108,7 @@ def z_loss(
     "The Z-loss of de Brébisson & Vincent (2016), Eq. (4): softplus(a (b - z_c)) / a, shift and scale invariant (Eq. 5)."
     D = _check_logits_target(logits, target)
     a = check_positive(a, "a")
-    b = default_b(D) if b is None else _finite(b, "b")
+    b = default_b(D) if b is None else check_real(b, "b")
     eps = check_positive(eps, "eps", strict=False)
     check_reduction(reduction)
     z_c = _z_target(logits, target, eps)
@@ -140,7 +129,7 @@ class ZLoss(nn.Module):
     ):
         super().__init__()
         self.a = check_positive(a, "a")
-        self.b = None if b is None else _finite(b, "b")
+        self.b = None if b is None else check_real(b, "b")
         self.eps = check_positive(eps, "eps", strict=False)
         self.reduction = check_reduction(reduction)
 
@@ -206,13 +195,12 @@ def z_loss_from_stats(
     check_tensor(o_c, "o_c", ndim=1, floating=True)
     for name, t in (("S1", S1), ("S2", S2)):
         check_tensor(t, name, ndim=1, floating=True)
-        if t.shape != o_c.shape:
-            raise ValueError(f"o_c and {name} must have the same shape, got {tuple(o_c.shape)} and {tuple(t.shape)}")
+        check_same_shape(o_c, t, ("o_c", name))
     D = int(n_classes)
     if D < 2:
         raise ValueError(f"n_classes: expected at least 2, got {n_classes!r}")
     a = check_positive(a, "a")
-    b = default_b(D) if b is None else _finite(b, "b")
+    b = default_b(D) if b is None else check_real(b, "b")
     eps = check_positive(eps, "eps", strict=False)
     check_reduction(reduction)
     # $\mu = S_1/D$, $\sigma^2 = S_2/D - \mu^2$ (Eq. 2; clamped at 0 against rounding)

@@ -18,6 +18,7 @@ from lossbook.core import (
     check_choice,
     check_labels,
     check_positive,
+    check_same_shape,
     check_tensor,
     gather,
     is_distributed,
@@ -89,8 +90,7 @@ def snr_distance_paired(
 ) -> Tensor:
     "Row-wise SNR distance $d_S(a_i, b_i)=\\mathrm{var}(b_i-a_i)/\\mathrm{var}(a_i)$ (Yuan et al. 2019, Eq. 3), shape (N,)."
     _check_embeddings(a, b, "a", "b")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    check_same_shape(a, b, ("a", "b"))
     power = _centre(a).pow(2).sum(1)
     _check_signal(power, a, eps, "a")
     # computed directly (no expansion): exact for near-equal pairs
@@ -133,6 +133,18 @@ def _ddp_value(part: Tensor, active: bool) -> Tensor:
     w = world_size()
     total = _global_sum(part, True)
     return w * part + (total - w * part).detach()
+
+
+def _reduce_terms(sums: list, nonzero: list, reg: Tensor, reg_weight: float, reduction: str, n_global: int,
+                  active: bool) -> Tensor:
+    "This rank's part of Eq. (6)/(7): each term's sum over its global non-zero count ('avg_nonzero') or summed ('sum', and / N for 'mean'), plus the regulariser (Eq. 5); then Eq. (8)."
+    if reduction == "avg_nonzero":
+        part = sum(s / max(n, 1) for s, n in zip(sums, nonzero)) + reg_weight * reg.sum() / n_global
+    else:
+        part = sum(sums) + reg_weight * reg.sum()
+        if reduction == "mean":
+            part = part / n_global
+    return _ddp_value(part, active)
 
 
 def _setup(embeddings: Tensor, labels: Tensor, active: bool):
@@ -187,14 +199,8 @@ def snr_contrastive_loss(
     reg = embeddings.sum(1).abs()
     if reduction == "none":
         return l_pos.sum(1) + l_neg.sum(1) + reg_weight * reg
-    if reduction == "avg_nonzero":
-        # Eq. (6)
-        part = l_pos.sum() / max(counts[2], 1) + l_neg.sum() / max(counts[3], 1) + reg_weight * reg.sum() / n_global
-    else:
-        part = l_pos.sum() + l_neg.sum() + reg_weight * reg.sum()
-        if reduction == "mean":
-            part = part / n_global
-    return _ddp_value(part, active)
+    # Eq. (6)
+    return _reduce_terms([l_pos.sum(), l_neg.sum()], counts[2:], reg, reg_weight, reduction, n_global, active)
 
 
 class SNRContrastiveLoss(nn.Module):
@@ -269,14 +275,8 @@ def snr_triplet_loss(
     reg = embeddings.sum(1).abs()
     if reduction == "none":
         return trip + reg_weight * reg
-    if reduction == "avg_nonzero":
-        # Eq. (7)
-        part = trip.sum() / max(_global_sum(nonzero, active).item(), 1) + reg_weight * reg.sum() / n_global
-    else:
-        part = trip.sum() + reg_weight * reg.sum()
-        if reduction == "mean":
-            part = part / n_global
-    return _ddp_value(part, active)
+    # Eq. (7)
+    return _reduce_terms([trip.sum()], [_global_sum(nonzero, active).item()], reg, reg_weight, reduction, n_global, active)
 
 
 class SNRTripletLoss(nn.Module):

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import check_positive, check_reduction, check_same_shape, check_tensor, reduce
+from ..core import check_choice, check_positive, check_reduction, check_same_shape, check_tensor, reduce
 
 # %% auto #0
 __all__ = ['MS_SSIM_WEIGHTS', 'NONNEG', 'gaussian_window', 'ssim_map', 'ssim', 'ms_ssim_terms', 'ms_ssim', 'ms_ssim_loss',
@@ -113,6 +113,12 @@ def _stats(x: Tensor, y: Tensor, g: Tensor, C1: float, C2: float, luminance: boo
     return cs, lum
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #1e3e861f
+def _ssim_terms(x: Tensor, y: Tensor, data_range, win_size, sigma, K) -> tuple[Tensor, Tensor]:
+    "Validated inputs -> the cs and luminance maps of Eq. (3) at one scale."
+    R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K)
+    return _stats(x, y, gaussian_window(win_size, sigma, x.dtype, x.device), (K1 * R) ** 2, (K2 * R) ** 2)
+
+
 def ssim_map(
     x: Tensor,  # images (N, C, H, W), values in [0, data_range]
     y: Tensor,  # images, same shape and dtype
@@ -122,8 +128,7 @@ def ssim_map(
     K: tuple[float, float] = (0.01, 0.03),  # (K1, K2): C1 = (K1 R)², C2 = (K2 R)²
 ) -> Tensor:
     "The local SSIM map $l\\cdot cs$ (Eq. 3) at every valid position: (N, C, H-s+1, W-s+1)."
-    R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K)
-    cs, lum = _stats(x, y, gaussian_window(win_size, sigma, x.dtype, x.device), (K1 * R) ** 2, (K2 * R) ** 2)
+    cs, lum = _ssim_terms(x, y, data_range, win_size, sigma, K)
     return lum * cs
 
 
@@ -139,8 +144,7 @@ def ssim(
 ):
     "SSIM (Wang et al. 2004; Eq. 4 here): the mean over valid positions and channels of the SSIM map, per image."
     check_reduction(reduction)
-    R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K)
-    cs, lum = _stats(x, y, gaussian_window(win_size, sigma, x.dtype, x.device), (K1 * R) ** 2, (K2 * R) ** 2)
+    cs, lum = _ssim_terms(x, y, data_range, win_size, sigma, K)
     # Eq. (4): averages over positions and channels
     s = (lum * cs).flatten(1).mean(1)
     if return_cs:
@@ -214,8 +218,7 @@ def ms_ssim(
 ) -> Tensor:
     "MS-SSIM (Wang, Simoncelli & Bovik 2003; Eq. 5 here), per image and averaged over channels; Snell et al.'s loss is 1 minus it."
     check_reduction(reduction)
-    if nonneg not in NONNEG:
-        raise ValueError(f"nonneg: expected one of {NONNEG}, got {nonneg!r}")
+    check_choice(nonneg, "nonneg", NONNEG)
     w = _resolve_weights(weights, scales)
     cs, s = ms_ssim_terms(x, y, data_range, win_size, sigma, len(w), K)
     # the M factors of Eq. (5): $\overline{cs}^{(1)}..\overline{cs}^{(M-1)}$ and $\mathrm{SSIM}^{(M)}$
@@ -262,8 +265,7 @@ class MSSSIMLoss(nn.Module):
         check_reduction(reduction)
         check_positive(data_range, "data_range")
         _check_window(win_size, sigma)
-        if nonneg not in NONNEG:
-            raise ValueError(f"nonneg: expected one of {NONNEG}, got {nonneg!r}")
+        check_choice(nonneg, "nonneg", NONNEG)
         self.weights = _resolve_weights(weights, scales)
         self.data_range, self.win_size, self.sigma, self.K = data_range, win_size, sigma, tuple(K)
         self.nonneg, self.reduction = nonneg, reduction
