@@ -18,13 +18,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .verdict import STATUSES, Claim
+
 # %% auto #0
-__all__ = ['STATUSES', 'resolve_smoke', 'write_json_atomic', 'record', 'NotebookInfo', 'find_nbs_dir', 'notebook_params',
+__all__ = ['resolve_smoke', 'write_json_atomic', 'record', 'NotebookInfo', 'find_nbs_dir', 'notebook_params',
            'read_notebook_info', 'find_notebooks', 'select', 'parse_value', 'check_params', 'run_notebook', 'run',
            'strip_papermill', 'refresh', 'list_notebooks', 'report', 'main']
 
 # %% ../nbs/core/04_runner.ipynb #70c3ee27
-STATUSES = ("reproduced", "partly", "not_reproduced", "not_testable")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -70,21 +71,24 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
 
 def record(
     metrics: dict,  # the measured numbers (floats, lists, nested dicts)
-    claim: str,  # the paper's claim, in one sentence
-    status: str,  # 'reproduced' | 'partly' | 'not_reproduced' | 'not_testable', decided by the notebook's rule
-    evidence: str,  # the numbers and the rule that decided `status`
+    claim: Claim,  # the notebook's `lossbook.verdict.Claim`, declared in "What we test" and observed since
     key_metrics: dict | None = None,  # a few headline numbers for `lossbook report` ({"Z-loss top-1, digits (%)": "97.1 ± 0.6"})
+    note: str | None = None,  # words added to the evidence (what the rule does not see)
 ) -> dict:
-    "Record a notebook's metrics and verdict (one call per notebook); the runner adds slug, mode, params, timing, versions."
-    if status not in STATUSES:
-        raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
-    rec = {"metrics": _jsonable(metrics), "verdict": {"claim": str(claim), "status": status, "evidence": str(evidence)}}
+    "Record a notebook's metrics and its verdict, decided by the shared rule from `claim` (one call per notebook)."
+    if not isinstance(claim, Claim):
+        raise TypeError(f"claim: expected a lossbook.verdict.Claim (declared before the experiment), got "
+                        f"{type(claim).__name__}")
+    verdict = claim.to_record()
+    if note:
+        verdict["evidence"] += f" Note: {note}"
+    rec = {"metrics": _jsonable(metrics), "verdict": _jsonable(verdict)}
     if key_metrics:
         rec["key_metrics"] = _jsonable(key_metrics)
     target = os.environ.get("LOSSBOOK_RECORD")
     if target:
         write_json_atomic(target, rec)
-    print(f"verdict: {status} — {evidence}")
+    print(f"verdict: {verdict['evidence']}")
     return rec
 
 # %% ../nbs/core/04_runner.ipynb #59327a32
@@ -255,11 +259,14 @@ def run_notebook(
     params = dict(params or {})
     check_params(info, params)
     p = {"smoke": smoke, **({"device": device} if "device" in info.params else {}), **params}
+    every = {**info.params, **p}  # the record keeps every parameter of the parameters cell, after overrides
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     out_nb, out_json = out / f"{info.slug}.ipynb", out / f"{info.slug}.json"
-    part = out / f".{info.slug}.part.json"
-    part.unlink(missing_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{info.slug}.", suffix=".part.json", dir=out)  # one per run: no race
+    os.close(fd)
+    part = Path(part)
+    part.unlink()
     env_backup = dict(os.environ)
     os.environ["LOSSBOOK_RECORD"] = str(part)
     os.environ["LOSSBOOK_SMOKE"] = "1" if smoke else "0"
@@ -267,7 +274,7 @@ def run_notebook(
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
     rec = {"slug": info.slug, "paper": info.card, "theme": info.theme, "title": info.title,
-           "mode": "smoke" if smoke else "full", "params": _jsonable(p)}
+           "mode": "smoke" if smoke else "full", "params": _jsonable(every)}
     try:
         pm.execute_notebook(str(info.path), str(out_nb), parameters=p, kernel_name="python3",
                             cwd=str(info.path.parent.parent), progress_bar=progress, log_output=False)
