@@ -21,7 +21,7 @@ from pathlib import Path
 from .verdict import STATUSES, Claim
 
 # %% auto #0
-__all__ = ['resolve_smoke', 'write_json_atomic', 'record', 'NotebookInfo', 'find_nbs_dir', 'notebook_params',
+__all__ = ['RESERVED', 'resolve_smoke', 'write_json_atomic', 'record', 'NotebookInfo', 'find_nbs_dir', 'notebook_params',
            'read_notebook_info', 'find_notebooks', 'select', 'parse_value', 'check_params', 'run_notebook', 'run',
            'strip_papermill', 'refresh', 'list_notebooks', 'report', 'main']
 
@@ -62,6 +62,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a record is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,6 +84,8 @@ def record(
     if note:
         verdict["evidence"] += f" Note: {note}"
     rec = {"metrics": _jsonable(metrics), "verdict": _jsonable(verdict)}
+    if "torch" in sys.modules:  # the thread count the notebook's kernel ran with
+        rec["torch_threads"] = sys.modules["torch"].get_num_threads()
     if key_metrics:
         rec["key_metrics"] = _jsonable(key_metrics)
     target = os.environ.get("LOSSBOOK_RECORD")
@@ -194,12 +197,47 @@ def parse_value(text: str):
         return text
 
 
+RESERVED = ("smoke", "device")  # set by --smoke/--full and --device, never by -p
+
+
+def _kind(v) -> str:
+    return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+
+
+def _fits(value, default) -> bool:
+    "Does `value` have the type of the parameter's `default` (an int where a float is expected is fine)?"
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if default and not value:
+            return False  # an empty list where the notebook expects items (seeds, data sets)
+        kinds = {_kind(d) for d in default}
+        return not default or all(_kind(v) in kinds for v in value)
+    return isinstance(value, type(default))
+
+
 def check_params(info: NotebookInfo, params: dict) -> None:
-    "Refuse a parameter that the notebook's parameters cell does not define, naming it."
+    "Refuse, before anything runs: a parameter the notebook does not define, `smoke`/`device`, or a value of the wrong type."
+    reserved = [k for k in params if k in RESERVED]
+    if reserved:
+        raise ValueError(f"-p {reserved[0]}: set it with {'--smoke/--full' if reserved[0] == 'smoke' else '--device'}, "
+                         "not -p (the record would describe another run)")
     unknown = [k for k in params if k not in info.params]
     if unknown:
         raise ValueError(f"{info.slug}: unknown parameter(s) {', '.join(unknown)}; "
                          f"its parameters cell defines: {', '.join(info.params) or 'nothing'}")
+    for k, v in params.items():
+        d = info.params[k]
+        if not _fits(v, d):
+            raise ValueError(f"{info.slug}: -p {k} {v!r}: expected a value like the default {d!r} "
+                             f"({'a non-empty list' if isinstance(d, list) and d else type(d).__name__}), "
+                             f"got {type(v).__name__}" + (" (not a Python literal?)" if isinstance(v, str) else ""))
 
 # %% ../nbs/core/04_runner.ipynb #8e5ccd5b
 def _versions() -> dict:
@@ -272,6 +310,7 @@ def run_notebook(
     os.environ["LOSSBOOK_SMOKE"] = "1" if smoke else "0"
     if threads:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    threads_used = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else None
     t0 = time.perf_counter()
     rec = {"slug": info.slug, "paper": info.card, "theme": info.theme, "title": info.title,
            "mode": "smoke" if smoke else "full", "params": _jsonable(every)}
@@ -280,8 +319,9 @@ def run_notebook(
                             cwd=str(info.path.parent.parent), progress_bar=progress, log_output=False)
         nb_part = json.loads(part.read_text()) if part.exists() else {}
         rec.update(ok=True, metrics=nb_part.get("metrics", {}), verdict=nb_part.get("verdict"))
-        if "key_metrics" in nb_part:
-            rec["key_metrics"] = nb_part["key_metrics"]
+        for k in ("key_metrics", "torch_threads"):
+            if k in nb_part:
+                rec[k] = nb_part[k]
         if rec["verdict"] is None:
             rec.update(ok=False, error="the notebook ran but never called lossbook.runner.record(...)")
     except Exception as e:  # papermill's execution error, a kernel death, a timeout
@@ -290,8 +330,18 @@ def run_notebook(
         os.environ.clear()
         os.environ.update(env_backup)
         part.unlink(missing_ok=True)
-    rec.update(seconds=round(time.perf_counter() - t0, 2), device=_device_name(device), versions=_versions(),
-               commit=_commit(info.path.parent.parent.parent), executed=str(out_nb))
+    if smoke and isinstance(every.get("seeds"), list) and len(every["seeds"]) > 1:
+        rec["notes"] = f"smoke mode runs only the first of seeds={every['seeds']}"
+    rec.update(seconds=round(time.perf_counter() - t0, 2), device=_device_name(device), threads=threads_used,
+               versions=_versions(), commit=_commit(info.path.parent.parent.parent), executed=str(out_nb))
+    if not rec["ok"] and out_json.exists():  # keep the last good record; the failure goes beside it
+        try:
+            good = json.loads(out_json.read_text(encoding="utf-8")).get("ok")
+        except ValueError:
+            good = False
+        if good:
+            out_json = out / f"{info.slug}.failed.json"
+            rec["record"] = str(out_json)
     write_json_atomic(out_json, rec)
     return rec
 
@@ -315,6 +365,8 @@ def run(
     nbs: str | os.PathLike | None = None,  # the nbs/ folder (default: found)
 ) -> list[dict]:
     "Run the selected notebooks; print progress and failures; return their records."
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a whole number >= 1, got {jobs!r}")
     chosen = select(list(targets), find_notebooks(nbs))
     params = params or {}
     if device not in ("cpu", "cuda", "auto"):
@@ -426,7 +478,7 @@ def list_notebooks(nbs: str | os.PathLike | None = None, results: str | os.PathL
         r = recs.get(i.slug)
         verdict = ((r.get("verdict") or {}).get("status", "-") if r else "not run")
         rows.append([f"{i.card:02d}", i.theme, i.slug, i.title, verdict])
-    return _md_table(["card", "theme", "slug", "title", "verdict"], rows)
+    return _md_table(["card", "theme", "slug", "title", "verdict"], rows) + f"\n\n{len(rows)} paper notebook(s)"
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -452,7 +504,11 @@ def _fmt_metric(v) -> str:
 def report(folder: str | os.PathLike = "_runs", n_metrics: int = 4, figure: bool = True) -> str:
     "One Markdown table (written to `folder/report.md`) and a figure (`report.png`) of every record in `folder`."
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"report: {folder} is not a folder of run records (make one with `lossbook run ... --out {folder}`)")
     recs = _load_records(folder)
+    if not recs:
+        raise FileNotFoundError(f"report: no run records (<slug>.json) in {folder}")
     rows = []
     for r in recs:
         flat = r.get("key_metrics") or _flat(r.get("metrics") or {})  # the notebook's headline numbers, if it gave them
@@ -466,16 +522,22 @@ def report(folder: str | os.PathLike = "_runs", n_metrics: int = 4, figure: bool
         import matplotlib
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-        colours = {"reproduced": "#029e73", "partly": "#de8f05", "not_reproduced": "#d55e00", "not_testable": "#949494"}
+        from matplotlib.patches import Patch
+        colours = {"reproduced": "#029e73", "partly": "#de8f05", "not_reproduced": "#d55e00", "not_testable": "#949494",
+                   "failed": "#222222"}
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(recs) + 1.2))
-        names = [r["slug"] for r in recs]
+        names = [f"{r['slug']} ({r.get('mode', '?')})" + ("" if r.get("ok") else " FAILED") for r in recs]
         st = [((r.get("verdict") or {}).get("status") if r.get("ok") else "failed") for r in recs]
-        ax.barh(names, [r.get("seconds", 0) for r in recs], color=[colours.get(s, "k") for s in st])
-        for s, c in colours.items():
-            ax.barh([], [], color=c, label=s)
+        secs = [r.get("seconds", 0) for r in recs]
+        ax.barh(range(len(recs)), secs, color=[colours.get(s, colours["failed"]) for s in st])
+        ax.set_yticks(range(len(recs)), names)
+        for y, (r, x) in enumerate(zip(recs, secs)):
+            if not r.get("ok"):  # say why, on the bar
+                ax.text(x, y, f"  {str(r.get('error', ''))[:50]}", va="center", fontsize=6)
+        shown = [s for s in colours if s in st]
+        ax.legend(handles=[Patch(color=colours[s], label=s) for s in shown], fontsize=7, loc="lower right")
         ax.set(xlabel="seconds", title=f"{len(recs)} notebook run(s) in {folder}")
         ax.invert_yaxis()
-        ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         fig.savefig(folder / "report.png", dpi=110)
         plt.close(fig)
@@ -486,7 +548,8 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lossbook", description="Run and report lossbook's paper notebooks.")
     ap.add_argument("--nbs", default=None, help="the nbs/ folder (default: found from the current directory)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="every paper notebook and its committed verdict")
+    p = sub.add_parser("list", help="every paper notebook and its committed verdict")
+    p.add_argument("--losses", action="store_true", help="list the registered losses instead")
     for name, hlp in (("run", "run notebooks with papermill"), ("refresh", "full run, outputs written back into the notebooks")):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("targets", nargs="+", metavar="TARGET", help="a slug, a card number, a theme, or all")
@@ -509,7 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "list":
-            print(list_notebooks(args.nbs))
+            if args.losses:
+                from lossbook.registry import table
+                print(table())
+            else:
+                print(list_notebooks(args.nbs))
             return 0
         if args.cmd == "report":
             print(report(args.folder))
@@ -525,3 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"lossbook: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a read-only or not-a-directory --out, a full disk: one line, not a traceback
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"lossbook: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lossbook: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

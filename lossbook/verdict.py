@@ -197,7 +197,7 @@ def decide(
     if primary not in outcomes:
         raise ValueError(f"primary: {primary!r} is not among the comparisons {list(outcomes)}")
     for k, v in (gates or {}).items():
-        if not isinstance(v, bool) and type(v).__name__ != "bool_":
+        if not (isinstance(v, bool) or (getattr(v, "dtype", None) is not None and v.dtype.kind == "b" and v.ndim == 0)):
             raise ValueError(f"gates[{k!r}]: expected True or False, got {v!r}")
     # Eq. (5)
     if not all(bool(v) for v in (gates or {}).values()):

@@ -156,12 +156,55 @@ def test_check_tensor_finite_fast_path_is_exact():
         check_tensor(torch.tensor([[float("inf"), -float("inf")]]), "x")
 
 
-def test_num_threads_restores():
+def test_num_threads_sets_and_restores():
     from lossbook.core import num_threads
     before = torch.get_num_threads()
-    with num_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    try:
+        torch.set_num_threads(3)  # not the suite's 1, so that a no-op context manager fails below
+        with num_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 3
+        with num_threads(None):  # None leaves the count alone
+            assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), num_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 3  # restored after an exception too
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_set_threads_reads_omp_num_threads(monkeypatch):
+    from lossbook.core import set_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert set_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "junk")  # not a number: leave the count alone
+        torch.set_num_threads(3)
+        assert set_threads() == 3
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert set_threads() == 3
+        assert set_threads(1) == 1 and set_threads(0) == 1  # an explicit count wins; at least one thread
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_seed_everything_seeds_python_numpy_and_torch():
+    import random
+
+    import numpy as np
+    seed_everything(5)
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(5)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+    seed_everything(6)
+    assert np.random.rand() != a[1]
+
+
+def test_reduce_default_is_mean():
+    l = torch.tensor([1.0, 2.0, 6.0], dtype=torch.float64)
+    assert reduce(l) == 3.0
 
 
 def test_check_real():

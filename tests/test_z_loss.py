@@ -316,3 +316,42 @@ def test_bad_inputs_spherical_stats():
         z_loss_from_stats(o_c, S1, S2[:2], 9)
     with pytest.raises(ValueError, match="n_classes: expected at least 2"):
         z_loss_from_stats(o_c, S1, S2, 1)
+
+
+# ---------------------------------------------------------------- gaps found by mutation testing
+def test_zloss_module_uses_its_eps_and_b():
+    o = torch.tensor([[1.0, 1.0, 1.0, 1.0 + 1e-3]], dtype=torch.float64)  # sigma ~ 4e-4: eps matters
+    t = torch.tensor([3])
+    assert ZLoss(eps=1e-2)(o, t) == z_loss(o, t, eps=1e-2)
+    assert not torch.isclose(ZLoss(eps=1e-2)(o, t), ZLoss()(o, t))
+    assert ZLoss(b=0.3)(o, t) == z_loss(o, t, b=0.3) != ZLoss()(o, t)
+
+
+def test_z_loss_from_stats_defaults_and_degenerate_sigma():
+    g = torch.Generator().manual_seed(0)
+    o = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    t = torch.randint(10, (6,), generator=g)
+    stats = (o.gather(1, t[:, None]).squeeze(1), o.sum(1), o.pow(2).sum(1))
+    none = z_loss_from_stats(*stats, 10, reduction="none")
+    assert z_loss_from_stats(*stats, 10) == none.mean()  # the default reduction is the mean
+    torch.testing.assert_close(none, z_loss(o, t, reduction="none"))
+    const = torch.full((2,), 3.0, dtype=torch.float64)  # every logit 3: S1 = 30, S2 = 90, sigma = 0
+    with pytest.raises(ValueError, match="sigma = 0"):
+        z_loss_from_stats(const, 10 * const, 30 * const, 10, eps=0.0)
+
+
+def test_spherical_and_taylor_softmax_against_their_formulas():
+    g = torch.Generator().manual_seed(1)
+    o = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    sq = o.pow(2) + 0.01
+    torch.testing.assert_close(spherical_softmax(o), sq / sq.sum(1, keepdim=True))
+    sq3 = o.pow(2) + 0.3
+    torch.testing.assert_close(spherical_softmax(o, eps=0.3), sq3 / sq3.sum(1, keepdim=True))
+    t = 1 + o + o.pow(2) / 2
+    torch.testing.assert_close(taylor_softmax(o), t / t.sum(1, keepdim=True))
+
+
+def test_spherical_stats_refuses_a_broadcast_target():
+    h, W = torch.randn(4, 3), torch.randn(5, 3)
+    with pytest.raises(ValueError, match="4 labels"):
+        spherical_stats(h, W, torch.tensor([1]))
