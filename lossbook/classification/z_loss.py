@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core import check_labels, check_positive, check_real, check_reduction, check_same_shape, check_tensor, reduce
+from ..registry import register
 
 # %% auto #0
 __all__ = ['default_b', 'z_scores', 'z_loss', 'ZLoss', 'spherical_cache', 'spherical_stats', 'z_loss_from_stats',
@@ -138,6 +139,17 @@ class ZLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"a={self.a}, b={'sqrt(D-1)/2' if self.b is None else self.b}, eps={self.eps}, reduction={self.reduction!r}"
+
+# %% ../../nbs/classification/z_loss.ipynb #70b11482
+def _logits_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, n_classes: int = 10):
+    "Valid inputs for the logits losses of this module: ((logits (batch, 10), target (batch,)), {})."
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(batch, n_classes, generator=g, dtype=torch.float64)
+    target = torch.randint(n_classes, (batch,), generator=g)
+    return (logits.to(device=device, dtype=dtype), target.to(device)), {}
+
+
+register(z_loss, ZLoss, card=38, theme="classification", example=_logits_example)
 
 # %% ../../nbs/classification/z_loss.ipynb #6f5dc133
 def spherical_cache(
@@ -284,3 +296,15 @@ class LogTaylorSoftmaxLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return log_taylor_softmax_loss(logits, target, self.reduction)
+
+# %% ../../nbs/classification/z_loss.ipynb #37ca4712
+def _stats_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0):
+    "Valid inputs for `z_loss_from_stats`: the statistics (o_c, S_1, S_2) of random logits, and D."
+    (logits, target), _ = _logits_example(batch, torch.float64, "cpu", seed)
+    o_c, S1, S2 = logits.gather(1, target[:, None]).squeeze(1), logits.sum(1), logits.pow(2).sum(1)
+    return tuple(t.to(device=device, dtype=dtype) for t in (o_c, S1, S2)) + (logits.shape[1],), {}
+
+
+register(z_loss_from_stats, None, card=38, theme="classification", example=_stats_example)
+register(log_spherical_softmax_loss, LogSphericalSoftmaxLoss, card=38, theme="classification", example=_logits_example)
+register(log_taylor_softmax_loss, LogTaylorSoftmaxLoss, card=38, theme="classification", example=_logits_example)
