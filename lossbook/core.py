@@ -16,7 +16,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_real', 'check_positive',
            'check_reduction', 'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed',
-           'world_size', 'rank', 'gather', 'local_slice']
+           'world_size', 'rank', 'gather', 'local_slice', 'ddp_active', 'all_sum', 'sum_over_ranks']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -245,3 +245,33 @@ def local_slice(n_local: int, device=None) -> slice:
     dist.all_gather(sizes, n)
     start = sum(int(s) for s in sizes[: rank()])
     return slice(start, start + n_local)
+
+# %% ../nbs/core/00_core.ipynb #e6045d03
+def ddp_active(
+    gather_distributed: bool,  # the loss's option
+) -> bool:
+    "True when a loss called with `gather_distributed` runs under `torch.distributed` with more than one rank."
+    return bool(gather_distributed) and is_distributed() and world_size() > 1
+
+
+def all_sum(
+    x: Tensor,  # a tensor of counts or normalisers
+    active: bool = True,  # False: return x itself (no communication)
+) -> Tensor:
+    "The sum of `x` over ranks, without gradient (counts, normalisers); `x` detached when not `active`."
+    x = x.detach().clone()
+    if active and is_distributed() and world_size() > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def sum_over_ranks(
+    part: Tensor,  # this rank's part of the loss (a scalar, or per-anchor terms for reduction='none')
+    active: bool = True,  # False: return `part` unchanged
+) -> Tensor:
+    "Value: the sum of the ranks' parts; gradient: W x this rank's part (what DDP's averaging expects, see above)."
+    if not active or not is_distributed() or world_size() == 1:
+        return part
+    w = world_size()
+    total = all_sum(part)
+    return w * part + (total - w * part).detach()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 # %% auto #0
-__all__ = ['LossSpec', 'register', 'load_all', 'losses', 'get', 'table']
+__all__ = ['CORE_LOSS_MODULES', 'LossSpec', 'register', 'load_all', 'losses', 'get', 'table']
 
 # %% ../nbs/core/06_registry.ipynb #115e3d0b
 @dataclass(frozen=True)
@@ -68,9 +68,14 @@ def register(
     return spec
 
 
+CORE_LOSS_MODULES = ("contrastive",)  # core modules that export losses (the shared contrastive losses)
+
+
 def load_all() -> None:
-    "Import every paper module (lossbook.<theme>.<slug>), so that each registers its losses."
+    "Import every paper module (lossbook.<theme>.<slug>) and the core modules with losses, so that each registers them."
     import lossbook
+    for name in CORE_LOSS_MODULES:
+        importlib.import_module(f"lossbook.{name}")
     for theme in pkgutil.iter_modules(lossbook.__path__):
         if not theme.ispkg:
             continue

@@ -54,7 +54,59 @@ def log_taylor_softmax_ref(logits, target):
     return torch.tensor(sum(-math.log(t(o[c]) / sum(t(v) for v in o)) for o, c in zip(rows, target.tolist())) / len(rows))
 
 
+# --- the shared contrastive losses (lossbook.contrastive) ---------------------------------------------------------------
+def _unit(rows):
+    out = []
+    for r in rows:
+        n = math.sqrt(sum(v * v for v in r))
+        out.append([v / n for v in r])
+    return out
+
+
+def _dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+def _lse(xs):
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def nt_xent_ref(z1, z2, temperature=0.1):
+    "SimCLR: 2N anchors; -log softmax of the other view among the 2N-1 other embeddings; mean."
+    Z = _unit(_rows(z1) + _rows(z2))
+    n = len(Z) // 2
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        total += _lse([_dot(Z[i], Z[k]) / temperature for k in range(2 * n) if k != i]) - _dot(Z[i], Z[j]) / temperature
+    return torch.tensor(total / (2 * n))
+
+
+def info_nce_ref(q, k, temperature=0.07):
+    "Each query against all keys of the batch; the positive is the key of the same index; mean."
+    Q, K = _unit(_rows(q)), _unit(_rows(k))
+    return torch.tensor(sum(_lse([_dot(Q[i], kk) / temperature for kk in K]) - _dot(Q[i], K[i]) / temperature
+                            for i in range(len(Q))) / len(Q))
+
+
+def supcon_ref(z, labels, temperature=0.07):
+    "Khosla et al. Eq. (2) 'out': mean over anchors with a positive of -mean_p log softmax over all others."
+    Z, y = _unit(_rows(z)), labels.tolist()
+    terms = []
+    for i in range(len(Z)):
+        pos = [p for p in range(len(Z)) if p != i and y[p] == y[i]]
+        if not pos:
+            continue
+        lse = _lse([_dot(Z[i], Z[a]) / temperature for a in range(len(Z)) if a != i])
+        terms.append(sum(lse - _dot(Z[i], Z[p]) / temperature for p in pos) / len(pos))
+    return torch.tensor(sum(terms) / len(terms))
+
+
 REFERENCES = {
+    "nt_xent_loss": nt_xent_ref,
+    "info_nce": info_nce_ref,
+    "supcon_loss": supcon_ref,
     "z_loss": z_loss_ref,
     "z_loss_from_stats": z_loss_from_stats_ref,
     "log_spherical_softmax_loss": log_spherical_softmax_ref,
