@@ -103,7 +103,78 @@ def supcon_ref(z, labels, temperature=0.07):
     return torch.tensor(sum(terms) / len(terms))
 
 
+# --- card 11, MS-SSIM as a training loss (Snell et al. 2017) -----------------------------------------------------------
+def _gauss_win_ref(size=11, sigma=1.5, channels=1):
+    "The normalised 1-D Gaussian window, built here in float64, shaped for pytorch_msssim's `win` (C, 1, 1, size)."
+    g = [math.exp(-((i - size // 2) ** 2) / (2 * sigma**2)) for i in range(size)]
+    return (torch.tensor(g, dtype=torch.float64) / math.fsum(g)).view(1, 1, 1, size).repeat(channels, 1, 1, 1)
+
+
+def ms_ssim_loss_ref(input, target):
+    "1 - pytorch_msssim.ms_ssim at the defaults (5 scales, window 11, sigma 1.5, data_range 1), given the float64 window."
+    import pytorch_msssim
+    x, y = input.detach().double().cpu(), target.detach().double().cpu()
+    win = _gauss_win_ref(channels=x.shape[1])
+    return 1 - pytorch_msssim.ms_ssim(x, y, data_range=1.0, win=win, size_average=True)
+
+
+def mixed_ms_ssim_l1_ref(input, target, alpha=0.84):
+    "Zhao et al.'s mix: alpha (1 - MS-SSIM) + (1 - alpha) mean |x - y| / R per image, R = 1, MS-SSIM by pytorch_msssim."
+    import pytorch_msssim
+    x, y = input.detach().double().cpu(), target.detach().double().cpu()
+    win = _gauss_win_ref(channels=x.shape[1])
+    ms = pytorch_msssim.ms_ssim(x, y, data_range=1.0, win=win, size_average=False).tolist()  # (N,): mean over channels
+    l1 = [math.fsum(abs(a - b) for a, b in zip(ra, rb)) / len(ra)
+          for ra, rb in zip(_rows(x.flatten(1)), _rows(y.flatten(1)))]
+    per_image = [alpha * (1 - m) + (1 - alpha) * d for m, d in zip(ms, l1)]
+    return torch.tensor(math.fsum(per_image) / len(per_image))
+
+
+# --- card 28, the SNR distance (Yuan et al. 2019) ---------------------------------------------------------------------
+def _snr_d(hi, hj):
+    "Eq. (3): var(h_j - h_i) / var(h_i), population variances (the factor cancels)."
+    def var(v):
+        m = sum(v) / len(v)
+        return sum((x - m) ** 2 for x in v) / len(v)
+    return var([b - a for a, b in zip(hi, hj)]) / var(hi)
+
+
+def snr_contrastive_ref(embeddings, labels, pos_margin=0.0, neg_margin=1.0):
+    "Eq. (6), reg_weight 0: each hinge sum over its number of non-zero terms (pytorch-metric-learning's AvgNonZero)."
+    E, y = _rows(embeddings), labels.tolist()
+    pos, neg = [], []
+    for i in range(len(E)):
+        for j in range(len(E)):
+            if i == j:
+                continue
+            d = _snr_d(E[i], E[j])
+            (pos if y[i] == y[j] else neg).append(max(d - pos_margin, 0.0) if y[i] == y[j] else max(neg_margin - d, 0.0))
+    avg = lambda ts: sum(ts) / max(1, sum(t > 0 for t in ts))
+    return torch.tensor(avg(pos) + avg(neg))
+
+
+def snr_triplet_ref(embeddings, labels, margin=0.2, reg_weight=0.005):
+    "Eq. (7): hinge over all valid triplets, averaged over the non-zero ones, plus lambda * mean |sum_m h_im|."
+    E, y = _rows(embeddings), labels.tolist()
+    ts = [max(_snr_d(E[a], E[p]) - _snr_d(E[a], E[q]) + margin, 0.0)
+          for a in range(len(E)) for p in range(len(E)) for q in range(len(E))
+          if a != p and y[a] == y[p] and y[q] != y[a]]
+    reg = sum(abs(sum(r)) for r in E) / len(E)
+    return torch.tensor(sum(ts) / max(1, sum(t > 0 for t in ts)) + reg_weight * reg)
+
+
+def zero_mean_regularizer_ref(embeddings):
+    "Eq. (5) without lambda: mean over samples of |sum_m h_im|."
+    E = _rows(embeddings)
+    return torch.tensor(sum(abs(sum(r)) for r in E) / len(E))
+
+
 REFERENCES = {
+    "snr_contrastive_loss": snr_contrastive_ref,
+    "snr_triplet_loss": snr_triplet_ref,
+    "zero_mean_regularizer": zero_mean_regularizer_ref,
+    "ms_ssim_loss": ms_ssim_loss_ref,
+    "mixed_ms_ssim_l1_loss": mixed_ms_ssim_l1_ref,
     "nt_xent_loss": nt_xent_ref,
     "info_nce": info_nce_ref,
     "supcon_loss": supcon_ref,

@@ -360,3 +360,27 @@ def test_ddp_equals_single_process(ddp_results, case):
     # the check can fail: local-only losses (no gather) give other gradients
     _, local = ddp_results[1][(case, False)]
     assert not all(torch.allclose(g, w) for g, w in zip(local, want))
+
+
+# ---------------------------------------------------------------- gaps found by mutation testing
+def test_avg_nonzero_is_zero_not_nan_when_no_hinge_is_active():
+    # positives identical (d = 0 <= pos_margin), negatives far apart (d >= neg_margin): every term is 0, as at convergence
+    a = torch.tensor([1.0, -1.0, 2.0, 0.0], dtype=torch.float64)
+    b = torch.tensor([-3.0, 5.0, 0.5, -2.0], dtype=torch.float64)
+    emb = torch.stack([a, a, b, b]).requires_grad_()
+    y = torch.tensor([0, 0, 1, 1])
+    assert float(snr_distance(emb[:1], emb[2:3])) >= 1.0
+    loss = snr_contrastive_loss(emb, y)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(emb.grad).all()
+    big_margin = snr_triplet_loss(emb, y, margin=0.0, reg_weight=0.0)
+    assert big_margin.item() == 0.0
+
+
+def test_noise_variance_is_clamped_at_zero():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(64, 32, generator=g) * 1e3 + 5e3  # large, nearly identical rows in float32: cancellation
+    d = snr_distance(q, q + 1e-4)
+    assert (d >= 0).all() and torch.isfinite(d).all()
+    assert (snr_distance(q).diagonal() >= 0).all()

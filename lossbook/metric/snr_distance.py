@@ -9,23 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
 from lossbook.core import (
     REDUCTIONS,
+    all_sum,
     check_choice,
     check_labels,
     check_positive,
     check_same_shape,
     check_tensor,
+    ddp_active,
     gather,
-    is_distributed,
     local_slice,
     reduce,
-    world_size,
+    sum_over_ranks,
 )
+from ..registry import register
 
 # %% auto #0
 __all__ = ['PAIR_REDUCTIONS', 'MINING', 'snr_distance', 'snr_distance_paired', 'zero_mean_regularizer', 'snr_contrastive_loss',
@@ -114,27 +115,6 @@ def _check_pair_reduction(reduction: str) -> str:
     return check_choice(reduction, "reduction", PAIR_REDUCTIONS)
 
 
-def _ddp_active(gather_distributed: bool) -> bool:
-    return bool(gather_distributed) and is_distributed() and world_size() > 1
-
-
-def _global_sum(x: Tensor, active: bool) -> Tensor:
-    "Sum of `x` over ranks, without gradient (counts, normalisers)."
-    x = x.detach().clone()
-    if active:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
-
-
-def _ddp_value(part: Tensor, active: bool) -> Tensor:
-    "Eq. (8): the value is the sum of the ranks' parts, the gradient W times this rank's part."
-    if not active:
-        return part
-    w = world_size()
-    total = _global_sum(part, True)
-    return w * part + (total - w * part).detach()
-
-
 def _reduce_terms(sums: list, nonzero: list, reg: Tensor, reg_weight: float, reduction: str, n_global: int,
                   active: bool) -> Tensor:
     "This rank's part of Eq. (6)/(7): each term's sum over its global non-zero count ('avg_nonzero') or summed ('sum', and / N for 'mean'), plus the regulariser (Eq. 5); then Eq. (8)."
@@ -144,7 +124,7 @@ def _reduce_terms(sums: list, nonzero: list, reg: Tensor, reg_weight: float, red
         part = sum(sums) + reg_weight * reg.sum()
         if reduction == "mean":
             part = part / n_global
-    return _ddp_value(part, active)
+    return sum_over_ranks(part, active)  # Eq. (8), the core's: value summed over ranks, gradient W x this rank's part
 
 
 def _setup(embeddings: Tensor, labels: Tensor, active: bool):
@@ -184,13 +164,13 @@ def snr_contrastive_loss(
     check_positive(pos_margin, "pos_margin", strict=False)
     check_positive(neg_margin, "neg_margin")
     check_positive(reg_weight, "reg_weight", strict=False)
-    active = _ddp_active(gather_distributed)
+    active = ddp_active(gather_distributed)
     ref, pos, neg, n_global = _setup(embeddings, labels, active)
     d = _default_distance(distance, eps)(embeddings, ref)
     # $[d_{ij} - m_{pos}]_+$ on positive pairs, $[m_{neg} - d_{ij}]_+$ on negative pairs
     l_pos = torch.where(pos, (d - pos_margin).clamp_min(0), 0.0)
     l_neg = torch.where(neg, (neg_margin - d).clamp_min(0), 0.0)
-    counts = _global_sum(torch.stack([pos.sum(), neg.sum(), (l_pos > 0).sum(), (l_neg > 0).sum()]), active).tolist()
+    counts = all_sum(torch.stack([pos.sum(), neg.sum(), (l_pos > 0).sum(), (l_neg > 0).sum()]), active).tolist()
     if counts[0] == 0:
         raise ValueError("labels: the batch has no positive pair (two samples with the same label); the contrastive loss needs one")
     if counts[1] == 0:
@@ -250,9 +230,9 @@ def snr_triplet_loss(
     check_positive(margin, "margin", strict=False)
     check_positive(reg_weight, "reg_weight", strict=False)
     check_choice(mining, "mining", MINING)
-    active = _ddp_active(gather_distributed)
+    active = ddp_active(gather_distributed)
     ref, pos, neg, n_global = _setup(embeddings, labels, active)
-    n_valid = _global_sum((pos.sum(1) * neg.sum(1)).sum(), active).item()
+    n_valid = all_sum((pos.sum(1) * neg.sum(1)).sum(), active).item()
     if n_valid == 0:
         raise ValueError("labels: the batch has no valid triplet (an anchor with both a same-label and a different-label sample)")
     d = _default_distance(distance, eps)(embeddings, ref)
@@ -276,7 +256,7 @@ def snr_triplet_loss(
     if reduction == "none":
         return trip + reg_weight * reg
     # Eq. (7)
-    return _reduce_terms([trip.sum()], [_global_sum(nonzero, active).item()], reg, reg_weight, reduction, n_global, active)
+    return _reduce_terms([trip.sum()], [all_sum(nonzero, active).item()], reg, reg_weight, reduction, n_global, active)
 
 
 class SNRTripletLoss(nn.Module):
@@ -306,3 +286,25 @@ class SNRTripletLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, reg_weight={self.reg_weight}, mining={self.mining!r}, reduction={self.reduction!r}"
+
+# %% ../../nbs/metric/snr_distance.ipynb #64ed6467
+def _metric_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, dim: int = 8):
+    "Valid inputs for the SNR losses: ((embeddings (batch, 8), labels (batch,)), {}), every class at least twice."
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(batch) % max(2, min(3, batch // 2))
+    centres = torch.randn(3, dim, generator=g, dtype=torch.float64)
+    emb = centres[labels] + 0.7 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    return (emb.to(device=device, dtype=dtype), labels.to(device)), {}
+
+
+def _embedding_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0):
+    "Valid inputs for `zero_mean_regularizer`: ((embeddings (batch, 8),), {})."
+    return _metric_example(batch, dtype, device, seed)[0][:1], {}
+
+
+_SNR_REDUCTIONS = ("mean", "sum", "none")  # and 'avg_nonzero', the default (not a per-sample reduction)
+register(snr_contrastive_loss, SNRContrastiveLoss, card=28, theme="metric", example=_metric_example,
+         batch_coupled=True, reductions=_SNR_REDUCTIONS, min_batch=4)
+register(snr_triplet_loss, SNRTripletLoss, card=28, theme="metric", example=_metric_example, batch_coupled=True,
+         reductions=_SNR_REDUCTIONS, min_batch=4)
+register(zero_mean_regularizer, None, card=28, theme="metric", example=_embedding_example, min_batch=1)
