@@ -95,3 +95,21 @@ def test_collapse_is_penalised():
     assert nt_xent_loss(same, same) == pytest.approx(torch.log(torch.tensor(15.0)).item())
     assert nt_xent_loss(same, same) > nt_xent_loss(z1, z2)
     assert F.normalize(same, dim=1).std() == 0
+
+
+def test_modules_pass_every_setting_through():
+    z1, z2 = _views()
+    queue = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    m = InfoNCELoss(temperature=0.2, reduction="none")
+    torch.testing.assert_close(m(z1, z2, queue), info_nce(z1, z2, 0.2, queue, "none"))
+    assert not torch.equal(m(z1, z2, queue), m(z1, z2))  # the queue is used
+    for cls in (NTXentLoss, InfoNCELoss, SupConLoss):
+        assert cls().gather_distributed is False and cls().reduction == "mean"
+        assert cls(gather_distributed=True).gather_distributed is True
+    y = torch.arange(8) % 3
+    torch.testing.assert_close(SupConLoss(temperature=0.3, reduction="sum")(z1, y), supcon_loss(z1, y, 0.3, "sum"))
+    torch.testing.assert_close(NTXentLoss(temperature=0.3, reduction="none")(z1, z2), nt_xent_loss(z1, z2, 0.3, "none"))
+    with pytest.raises(ValueError, match="reduction"):
+        SupConLoss(reduction="avg")
+    with pytest.raises(ValueError, match="temperature"):
+        InfoNCELoss(temperature=-1.0)
