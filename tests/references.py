@@ -169,7 +169,30 @@ def zero_mean_regularizer_ref(embeddings):
     return torch.tensor(sum(abs(sum(r)) for r in E) / len(E))
 
 
+# --- card 08, Barlow Twins (Zbontar et al. 2021) ------------------------------------------------------------------------
+def barlow_twins_ref(z1, z2, lambd=5e-3, eps=1e-5):
+    "Eq. (1) with the official code's BatchNorm1d(affine=False): columns standardised with the biased variance + eps."
+    A, B = _rows(z1), _rows(z2)
+    N, D = len(A), len(A[0])
+
+    def standardise(Z):
+        cols = []
+        for j in range(D):
+            col = [r[j] for r in Z]
+            m = sum(col) / N
+            v = sum((x - m) ** 2 for x in col) / N
+            cols.append([(x - m) / math.sqrt(v + eps) for x in col])
+        return cols  # D columns of N values
+
+    a, b = standardise(A), standardise(B)
+    C = [[sum(a[i][n] * b[j][n] for n in range(N)) / N for j in range(D)] for i in range(D)]
+    on = sum((1 - C[i][i]) ** 2 for i in range(D))
+    off = sum(C[i][j] ** 2 for i in range(D) for j in range(D) if i != j)
+    return torch.tensor(on + lambd * off)
+
+
 REFERENCES = {
+    "barlow_twins_loss": barlow_twins_ref,
     "snr_contrastive_loss": snr_contrastive_ref,
     "snr_triplet_loss": snr_triplet_ref,
     "zero_mean_regularizer": zero_mean_regularizer_ref,

@@ -2,7 +2,8 @@
 
 The card's reference library (lightly) is not installed here, so the reference is (a) a plain float64 loop transcribed
 from the paper's Eq. (1) with the official code's normalisation (biased batch variance + eps, C divided by N), and
-(b) the official `main.py` forward (nn.BatchNorm1d(affine=False), off_diagonal) rewritten for one process. Both
+(b) the official `main.py` forward (nn.BatchNorm1d(affine=False), off_diagonal) rewritten for one process. The paper's
+Algorithm 1 (torch.std, unbiased) differs from the code by a factor (N-1)/N on C; a test pins that relation. Both
 branches of the implementation (D <= 2N: the D x D product; D > 2N: the Gram form) are compared with both.
 The DDP test runs two gloo processes and checks that loss and gradients equal one process with the whole batch.
 """
@@ -87,6 +88,21 @@ def test_value_and_gradient_match_official_code(N, D):
     torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g1, r1, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(g2, r2, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("N,D", [(8, 5), (16, 40)])
+def test_paper_algorithm_1_is_the_unbiased_variant(N, D):
+    # the paper's Algorithm 1 normalises with torch.std (unbiased, 1/(N-1)); the official code (which we follow) with
+    # BatchNorm's biased variance: for eps -> 0 the two cross-correlations differ by exactly (N-1)/N (Eq. 3a)
+    z1, z2 = _views(N, D)
+    alg1 = lambda z: (z - z.mean(0)) / z.std(0)
+    c_alg1 = alg1(z1).T @ alg1(z2) / N
+    torch.testing.assert_close(c_alg1, (N - 1) / N * cross_correlation(z1, z2, eps=1e-14), rtol=1e-10, atol=1e-12)
+    # identical views: the official diagonal is 1 (up to eps), Algorithm 1's is (N-1)/N, never 1
+    diag = torch.diagonal(cross_correlation(z1, z1, eps=1e-14))
+    torch.testing.assert_close(diag, torch.ones(D, dtype=torch.float64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.diagonal(alg1(z1).T @ alg1(z1) / N), torch.full((D,), (N - 1) / N,
+                               dtype=torch.float64), rtol=0, atol=1e-12)
 
 
 def test_both_branches_agree_at_the_threshold():
