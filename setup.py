@@ -26,6 +26,8 @@ if cfg.get("pip_requirements"):
 min_python = cfg["min_python"]
 lic = licenses.get(cfg["license"].lower(), (cfg["license"], None))
 dev_requirements = (cfg.get("dev_requirements") or "").split()
+book_requirements = (cfg.get("book_requirements") or "").split()
+cluster_requirements = (cfg.get("cluster_requirements") or "").split()
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -41,7 +43,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["lossbook", "lossbook.*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={"dev": dev_requirements, "book": book_requirements, "cluster": cluster_requirements},
     dependency_links=cfg.get("dep_links", "").split(),
     python_requires=">=" + cfg["min_python"],
     long_description=open("README.md", encoding="utf-8").read(),

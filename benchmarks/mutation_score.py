@@ -7,6 +7,7 @@ is the share of mutants killed. It runs in a temporary copy of the repository, s
     pip install mutmut
     python benchmarks/mutation_score.py lossbook/classification/z_loss.py tests/test_z_loss.py tests/test_battery.py
     python benchmarks/mutation_score.py lossbook/core.py tests/test_core.py --max-children 2
+    python benchmarks/mutation_score.py lossbook/contrastive.py tests/test_contrastive.py tests/test_battery.py -k "contrastive or nt_xent or info_nce or supcon"
 
 It prints the score and the surviving mutants (`mutmut show NAME` in the printed folder shows each diff). Some
 survivors are equivalent mutants (a change that cannot alter behaviour, such as a docstring or an unreachable
@@ -25,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ["conftest.py", "ddp_utils.py", "references.py"]  # imported by the test files
 
 
-def mutmut_config(module: str, tests: list[str]) -> str:
-    "The [tool.mutmut] table: mutate only `module`, run only `tests`."
+def mutmut_config(module: str, tests: list[str], k: str | None = None) -> str:
+    "The [tool.mutmut] table: mutate only `module`, run only `tests` (optionally only those matching `-k k`)."
     as_list = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
+    tests = tests + (["-k", k] if k else [])
     return ("\n[tool.mutmut]\n"
             'source_paths = ["lossbook"]\n'
             f"only_mutate = {as_list([module])}\n"
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("tests", nargs="+", help="the test files that should catch its mutants")
     ap.add_argument("--max-children", type=int, default=2, help="mutants tested in parallel")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy (to inspect mutants)")
+    ap.add_argument("-k", default=None, help="pytest -k expression selecting the tests (e.g. 'z_loss or not battery')")
     args = ap.parse_args()
     if not (ROOT / args.module).is_file():
         sys.exit(f"no such module: {args.module}")
@@ -55,7 +58,7 @@ def main():
         shutil.copy(ROOT / f, work / f)
     toml = (ROOT / "pyproject.toml").read_text()
     toml = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", toml)  # ours replaces any table there
-    (work / "pyproject.toml").write_text(toml + mutmut_config(args.module, [f"tests/{Path(t).name}" for t in args.tests]))
+    (work / "pyproject.toml").write_text(toml + mutmut_config(args.module, [f"tests/{Path(t).name}" for t in args.tests], args.k))
     print(f"mutating {args.module} in {work}", flush=True)
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)], cwd=work)
     res = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, capture_output=True,

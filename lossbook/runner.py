@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .verdict import STATUSES, Claim
@@ -23,7 +28,8 @@ from .verdict import STATUSES, Claim
 # %% auto #0
 __all__ = ['RESERVED', 'resolve_smoke', 'write_json_atomic', 'record', 'NotebookInfo', 'find_nbs_dir', 'notebook_params',
            'read_notebook_info', 'find_notebooks', 'select', 'parse_value', 'check_params', 'run_notebook', 'run',
-           'strip_papermill', 'refresh', 'list_notebooks', 'report', 'main']
+           'notebook_task', 'dask_client', 'run_tasks', 'first_number', 'point_name', 'grid_points', 'sweep_table',
+           'sweep_figure', 'sweep', 'strip_papermill', 'refresh', 'list_notebooks', 'report', 'main']
 
 # %% ../nbs/core/04_runner.ipynb #70c3ee27
 _TRUE = ("1", "true", "yes", "on")
@@ -334,16 +340,21 @@ def run_notebook(
         rec["notes"] = f"smoke mode runs only the first of seeds={every['seeds']}"
     rec.update(seconds=round(time.perf_counter() - t0, 2), device=_device_name(device), threads=threads_used,
                versions=_versions(), commit=_commit(info.path.parent.parent.parent), executed=str(out_nb))
+    _save_record(out_json, rec)
+    return rec
+
+
+def _save_record(out_json: Path, rec: dict) -> Path:
+    "Write `rec` to `out_json` atomically; a failure never replaces a good record (it goes to `<name>.failed.json`)."
     if not rec["ok"] and out_json.exists():  # keep the last good record; the failure goes beside it
         try:
             good = json.loads(out_json.read_text(encoding="utf-8")).get("ok")
         except ValueError:
             good = False
         if good:
-            out_json = out / f"{info.slug}.failed.json"
+            out_json = out_json.with_name(out_json.name[: -len(".json")] + ".failed.json")
             rec["record"] = str(out_json)
-    write_json_atomic(out_json, rec)
-    return rec
+    return write_json_atomic(out_json, rec)
 
 # %% ../nbs/core/04_runner.ipynb #d47e670b
 def _run_worker(args):
@@ -355,53 +366,417 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run(
-    targets: list[str],  # slugs, card numbers, themes or 'all'
-    smoke: bool = False,  # smoke mode (fast) or full mode
-    device: str = "auto",  # cpu | cuda | auto
-    params: dict | None = None,  # parameter overrides for every selected notebook
-    jobs: int = 1,  # notebooks side by side (each with one thread when > 1)
-    out: str | os.PathLike = "_runs",  # output folder
-    nbs: str | os.PathLike | None = None,  # the nbs/ folder (default: found)
-) -> list[dict]:
-    "Run the selected notebooks; print progress and failures; return their records."
-    if not isinstance(jobs, int) or jobs < 1:
+def _label(r: dict) -> str:
+    "A record's name in progress lines: its slug, and its grid point in a sweep."
+    grid = r.get("grid") or {}
+    return r["slug"] + "".join(f" {k}={v!r}" for k, v in grid.items())
+
+
+def _line(r: dict, k: int, n: int) -> str:
+    "The progress line of a finished run."
+    return f"[{k}/{n}] {_label(r):<32} " + (
+        f"ok      {r['seconds']:7.1f} s  {(r.get('verdict') or {}).get('status', '')}"
+        + (" (from a smoke run: not the paper's verdict)" if r["mode"] == "smoke" else "") if r["ok"] else
+        f"FAILED  {r['seconds']:7.1f} s  " + (f"in cell {r['cell']}: " if "cell" in r else "") + f"{r.get('error', '')}")
+
+
+def _summary(records: list[dict]) -> None:
+    failed = [r for r in records if not r["ok"]]
+    for r in failed:
+        where = f" in cell {r['cell']}:\n{r.get('cell_source', '')}" if "cell" in r else ":"
+        _say(f"\n{_label(r)} failed{where}\n-> {r.get('error')}"
+             + (f"\n   executed notebook: {r['executed']}" if r.get("executed") else ""))
+    _say(f"{len(records) - len(failed)} passed, {len(failed)} failed")
+
+
+def _check_run_args(jobs, device) -> None:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs: expected a whole number >= 1, got {jobs!r}")
-    chosen = select(list(targets), find_notebooks(nbs))
-    params = params or {}
     if device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {device!r}")
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise ValueError("device: 'cuda' was asked for but CUDA is not available here; use --device cpu or auto")
+
+
+def _where(scheduler, jobs: int) -> str:
+    if scheduler is None:
+        return f"{jobs} at a time"
+    if scheduler == "local":
+        return f"on a local Dask cluster of {jobs} single-threaded worker(s)"
+    return f"on the Dask cluster at {getattr(scheduler, 'scheduler_info', lambda: {})().get('address', scheduler)}"
+
+
+def run(
+    targets: list[str],  # slugs, card numbers, themes or 'all'
+    smoke: bool = False,  # smoke mode (fast) or full mode
+    device: str = "auto",  # cpu | cuda | auto
+    params: dict | None = None,  # parameter overrides for every selected notebook
+    jobs: int = 1,  # notebooks side by side (each with one thread when > 1); with scheduler='local', the workers
+    out: str | os.PathLike = "_runs",  # output folder
+    nbs: str | os.PathLike | None = None,  # the nbs/ folder (default: found)
+    scheduler=None,  # None: on this machine; 'local': an embedded Dask LocalCluster; a scheduler address or a distributed.Client
+    retries: int = 1,  # on the embedded cluster: how many times a notebook whose worker died is run again
+) -> list[dict]:
+    "Run the selected notebooks; print progress and failures; return their records."
+    _check_run_args(jobs, device)
+    chosen = select(list(targets), find_notebooks(nbs))
+    params = params or {}
     for info in chosen:  # refuse unknown parameters before anything runs
         check_params(info, params)
     mode = "smoke" if smoke else "full"
-    _say(f"running {len(chosen)} notebook(s) in {mode} mode on {device}, {jobs} at a time -> {Path(out).resolve()}")
+    _say(f"running {len(chosen)} notebook(s) in {mode} mode on {device}, {_where(scheduler, jobs)} -> {Path(out).resolve()}")
+    if scheduler is not None:
+        tasks = [_task(i, i.slug, smoke, device, params, threads=1) for i in chosen]
+        records = run_tasks(tasks, out, scheduler=scheduler, jobs=jobs, retries=retries)
+        _summary(records)
+        return records
     threads = 1 if jobs > 1 else None
     tasks = [(i, smoke, out, device, params, threads) for i in chosen]
     records = []
-    report = lambda r, k: _say(f"[{k}/{len(chosen)}] {r['slug']:<32} " + (
-        f"ok      {r['seconds']:7.1f} s  {(r.get('verdict') or {}).get('status', '')}"
-        + (" (from a smoke run: not the paper's verdict)" if r["mode"] == "smoke" else "") if r["ok"] else
-        f"FAILED  {r['seconds']:7.1f} s  in cell {r.get('cell', '?')}: {r.get('error', '')}"))
     if jobs > 1 and len(chosen) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             futs = [ex.submit(_run_worker, t) for t in tasks]
             for k, f in enumerate(as_completed(futs), 1):
                 records.append(f.result())
-                report(records[-1], k)
+                _say(_line(records[-1], k, len(chosen)))
     else:
         for k, t in enumerate(tasks, 1):
             _say(f"[{k}/{len(chosen)}] {t[0].slug} ...")
             records.append(_run_worker(t))
-            report(records[-1], k)
-    failed = [r for r in records if not r["ok"]]
-    for r in failed:
-        _say(f"\n{r['slug']} failed in cell {r.get('cell', '?')}:\n{r.get('cell_source', '')}\n-> {r.get('error')}\n"
-             f"   executed notebook: {r['executed']}")
-    _say(f"{len(records) - len(failed)} passed, {len(failed)} failed")
+            _say(_line(records[-1], k, len(chosen)))
+    _summary(records)
+    return records
+
+# %% ../nbs/core/04_runner.ipynb #b9f7f647
+_TASK_LOCK = threading.Lock()  # one notebook at a time per worker process: run_notebook sets os.environ for its kernel
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def notebook_task(
+    info: NotebookInfo,  # the notebook (its path is the client's; the worker does not read it)
+    source: str,  # the notebook's text, sent by the client
+    smoke: bool,
+    device: str = "auto",
+    params: dict | None = None,
+    threads: int | None = 1,  # OMP/torch threads for the kernel
+    keep_notebook: bool = True,  # return the executed notebook too
+) -> dict:
+    "Run one notebook in a temporary folder of this process and return `{'record', 'notebook'}`; writes nothing that stays."
+    tmp = Path(tempfile.mkdtemp(prefix=f"lossbook-{info.slug}-"))
+    try:
+        path = tmp / "nbs" / info.theme / info.path.name
+        path.parent.mkdir(parents=True)
+        path.write_text(source, encoding="utf-8")
+        with _TASK_LOCK:
+            rec = run_notebook(replace(info, path=path), smoke, tmp / "out", device, params, threads)
+        executed = Path(rec["executed"])
+        nb = executed.read_bytes() if keep_notebook and executed.exists() else None
+        rec.update(host=platform.node(), worker=_worker_address())
+        return {"record": rec, "notebook": nb}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _task(info: NotebookInfo, name: str, smoke: bool, device: str, params: dict, threads: int | None = 1,
+          extra: dict | None = None) -> dict:
+    "A notebook run to hand to `run_tasks`: written as `<name>.json`, with `extra` added to its record."
+    return {"info": info, "name": name, "extra": extra or {},
+            "args": (info, info.path.read_text(encoding="utf-8"), smoke, device, dict(params), threads)}
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _lost(task: dict, err: BaseException, seconds: float) -> dict:
+    "The failure record of a task that never came back (its worker died, the cluster lost it)."
+    info, (smoke, device, params, threads) = task["info"], task["args"][2:6]
+    every = {**info.params, "smoke": smoke, **({"device": device} if "device" in info.params else {}), **params}
+    msg = f"{type(err).__name__}: {err}".strip()
+    if type(err).__name__ == "KilledWorker":  # args: the task's key, the last worker, the deaths allowed
+        n = err.args[2] + 1 if len(err.args) > 2 and isinstance(err.args[2], int) else "too many"
+        msg = f"KilledWorker: the worker running this notebook died ({n} time(s)); no record came back"
+    return {"slug": info.slug, "paper": info.card, "theme": info.theme, "title": info.title,
+            "mode": "smoke" if smoke else "full", "params": _jsonable(every), "ok": False, "metrics": {},
+            "verdict": None, "error": msg[:2000], "seconds": round(seconds, 2), "threads": threads, "executed": None}
+
+
+@contextmanager
+def dask_client(scheduler, jobs: int = 1, retries: int = 1):
+    "A `distributed.Client`: `scheduler` itself when it is one; 'local': an embedded LocalCluster of `jobs` single-threaded worker processes; else a scheduler's address."
+    try:
+        import distributed
+    except ImportError as e:
+        raise ValueError('--scheduler needs Dask: pip install -e ".[cluster]" (dask and distributed)') from e
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler == "local":
+        import dask
+        import logging
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+            cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", silence_logs=logging.ERROR)
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        client = distributed.Client(str(scheduler), timeout="20s")
+    except (OSError, TimeoutError) as e:
+        raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from e
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _execute(tasks: list[dict], scheduler, jobs: int, retries: int):
+    "Yield `(task, payload or exception, seconds)` as tasks finish: here (`jobs` processes) or on a Dask cluster."
+    t0 = time.perf_counter()
+    if scheduler is None:
+        if jobs > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=jobs) as ex:
+                futs = {ex.submit(notebook_task, *t["args"]): t for t in tasks}
+                for f in as_completed(futs):
+                    yield futs[f], (f.exception() or f.result()), time.perf_counter() - t0
+        else:
+            for t in tasks:
+                t1 = time.perf_counter()
+                try:
+                    payload = notebook_task(*t["args"])
+                except Exception as e:
+                    payload = e
+                yield t, payload, time.perf_counter() - t1
+        return
+    with dask_client(scheduler, jobs, retries) as client:
+        from distributed import as_completed as completed
+        futs = {client.submit(notebook_task, *t["args"], pure=False,
+                              key=f"lossbook-{t['name']}-{os.urandom(4).hex()}"): t for t in tasks}
+        for f in completed(list(futs)):
+            try:
+                payload = f.result()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:  # KilledWorker, a lost or cancelled future, lossbook missing on the worker
+                payload = e
+            yield futs[f], payload, time.perf_counter() - t0
+
+
+def run_tasks(
+    tasks: list[dict],  # made by `_task`
+    out: str | os.PathLike,  # where the client writes the records and executed notebooks
+    scheduler=None,  # None (here), 'local', an address, or a distributed.Client
+    jobs: int = 1,
+    retries: int = 1,
+    keep_notebooks: bool = True,  # bring the executed notebooks back too
+) -> list[dict]:
+    "Run notebook tasks and write each record (and executed notebook) into `out` from this process, atomically."
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    commits = {}
+    records = []
+    for t in tasks:
+        t["args"] = (*t["args"][:6], keep_notebooks)
+    for k, (t, payload, secs) in enumerate(_execute(tasks, scheduler, jobs, retries), 1):
+        info, name = t["info"], t["name"]
+        if isinstance(payload, BaseException):
+            rec, nb = _lost(t, payload, secs), None
+        else:
+            rec, nb = payload["record"], payload.get("notebook")
+        if info.path not in commits:
+            commits[info.path] = _commit(info.path.parent.parent.parent)
+        rec.update(commit=commits[info.path], **t["extra"])
+        if scheduler is not None:
+            rec["scheduler"] = scheduler if isinstance(scheduler, str) else getattr(scheduler.scheduler, "address", None)
+        rec["executed"] = None
+        if nb is not None:
+            _write_bytes_atomic(out / f"{name}.ipynb", nb)
+            rec["executed"] = str(out / f"{name}.ipynb")
+        _save_record(out / f"{name}.json", rec)
+        records.append(rec)
+        _say(_line(rec, k, len(tasks)))
+    return records
+
+# %% ../nbs/core/04_runner.ipynb #4e01634e
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def first_number(v) -> float | None:
+    "The value of a key metric: a number itself, the mean of a list of numbers, or the first number in a string."
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if v == v else None
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return sum(v) / len(v)
+    m = _NUMBER.search(str(v))
+    return float(m.group()) if m else None
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "_"
+
+
+def point_name(slug: str, point: dict) -> str:
+    "A file name for a sweep point: `<slug>__<name>=<value>__...`, safe characters only (long ones end in a hash)."
+    def val(v):
+        return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    name = "__".join([slug] + [f"{_safe(k)}={_safe(val(v))}" for k, v in point.items()])
+    if len(name) > 150:
+        import hashlib
+        name = name[:130] + "__" + hashlib.sha1(json.dumps(point, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return name
+
+
+def grid_points(info: NotebookInfo, grid: dict, params: dict | None = None) -> list[dict]:
+    "Every point of the Cartesian product of `grid` (name -> list of values), each checked like `-p` with `params`."
+    params = params or {}
+    if not grid:
+        raise ValueError("sweep: give at least one --grid NAME \"[v1, v2, ...]\"")
+    for k, values in grid.items():
+        if k in params:
+            raise ValueError(f"sweep: {k} is both a grid and a -p parameter; give it once")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"sweep: --grid {k} {values!r}: expected a non-empty list of values, like \"[0.1, 1.0]\"")
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    for point in points:  # refuse any bad value before anything runs
+        try:
+            check_params(info, {**params, **point})
+        except ValueError as e:
+            raise ValueError(f"sweep point {point}: {e}") from None
+    names = [point_name(info.slug, p) for p in points]
+    if len(set(names)) < len(names):  # two values that differ only in unsafe characters
+        names = [f"{n}__{i:03d}" for i, n in enumerate(names)]
+    for p, n in zip(points, names):
+        p["__name__"] = n
+    return points
+
+
+def _metric_value(rec: dict, metric: str | None):
+    km = rec.get("key_metrics") or {}
+    if metric is None:
+        return first_number(next(iter(km.values()))) if km else None
+    if metric in km:
+        return first_number(km[metric])
+    return first_number(_flat(rec.get("metrics") or {}).get(metric))
+
+
+def sweep_table(records: list[dict], names: list[str], path: str | os.PathLike, metric: str | None = None) -> list[dict]:
+    "Write `sweep.csv`: one row per point, with its grid values, key metrics (numbers), status and record."
+    import csv
+    keys = list(dict.fromkeys(k for r in records for k in (r.get("key_metrics") or {})))
+    if metric and metric not in keys:
+        keys.append(metric)
+    rows = []
+    for r in records:
+        km = r.get("key_metrics") or {}
+        row = {k: (r["grid"][k] if isinstance(r["grid"][k], (int, float, str)) else json.dumps(r["grid"][k]))
+               for k in names}
+        row.update(ok=r["ok"], status=(r.get("verdict") or {}).get("status") if r["ok"] else "failed")
+        row.update({k: (first_number(km[k]) if k in km else _metric_value(r, k)) for k in keys})
+        row.update(seconds=r.get("seconds"), record=r.get("name"), error=r.get("error", "") if not r["ok"] else "")
+        rows.append(row)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=[*names, "ok", "status", *keys, "seconds", "record", "error"])
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def sweep_figure(records: list[dict], names: list[str], path: str | os.PathLike, metric: str | None = None) -> str | None:
+    "Draw the key metric against each grid parameter into `path`; return the metric's name (None: nothing to draw)."
+    ok = [r for r in records if r["ok"] and _metric_value(r, metric) is not None]
+    if not ok:
+        return None
+    label = metric or next(iter(ok[0]["key_metrics"]))
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 0.6, 3.2), squeeze=False)
+    for ax, k in zip(axes[0], names):
+        xs = [r["grid"][k] for r in ok]
+        ys = [_metric_value(r, metric) for r in ok]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        levels = sorted(set(xs)) if numeric else list(dict.fromkeys(json.dumps(x) for x in xs))
+        pos = xs if numeric else [levels.index(json.dumps(x)) for x in xs]
+        ax.scatter(pos, ys, s=18, alpha=0.6, color="#0173b2")
+        means = [sum(y for p, y in zip(pos, ys) if p == lv) / pos.count(lv)
+                 for lv in (levels if numeric else range(len(levels)))]
+        ax.plot(levels if numeric else range(len(levels)), means, color="#0173b2", lw=1.2)
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 50:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(levels)), levels, rotation=30, fontsize=7)
+        ax.set_xlabel(k)
+    raw = (ok[0].get("key_metrics") or {}).get(label)
+    several = isinstance(raw, str) and len(_NUMBER.findall(raw)) > 1  # "84.2 / 77.8": the first one is drawn
+    axes[0][0].set_ylabel("its first number" if several else "value", fontsize=8)
+    lost = len(records) - len(ok)
+    fig.suptitle(f"{records[0]['slug']} ({records[0]['mode']}, {len(ok)} point(s)"
+                 + (f", {lost} failed or without the metric" if lost else "") + f")\n{label}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return label
+
+
+def sweep(
+    slug: str,  # one notebook: its slug or card number
+    grid: dict,  # parameter name -> list of values; the points are their Cartesian product
+    smoke: bool = False,
+    device: str = "auto",
+    params: dict | None = None,  # fixed parameters for every point
+    jobs: int = 1,
+    out: str | os.PathLike = "_sweep",
+    nbs: str | os.PathLike | None = None,
+    scheduler=None,  # None: on this machine; 'local', an address or a distributed.Client: on Dask
+    retries: int = 1,
+    metric: str | None = None,  # the metric drawn in sweep.png (default: the first key metric)
+) -> list[dict]:
+    "Run one notebook at every grid point; write one record per point, `sweep.csv` and `sweep.png` into `out`."
+    _check_run_args(jobs, device)
+    chosen = select([str(slug)], find_notebooks(nbs))
+    if len(chosen) != 1:
+        raise ValueError(f"sweep: {slug!r} names {len(chosen)} notebooks; give one slug or card number")
+    info, params = chosen[0], dict(params or {})
+    points = grid_points(info, dict(grid), params)
+    names = list(grid)
+    out = Path(out)
+    _say(f"sweeping {info.slug} over {len(points)} point(s) ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())}) "
+         f"in {'smoke' if smoke else 'full'} mode, {_where(scheduler, jobs)} -> {out.resolve()}")
+    threads = 1 if (jobs > 1 or scheduler is not None) else None
+    tasks = []
+    for p in points:
+        name = p.pop("__name__")
+        tasks.append(_task(info, name, smoke, device, {**params, **p}, threads, extra={"grid": p, "name": name}))
+    records = run_tasks(tasks, out, scheduler=scheduler, jobs=jobs, retries=retries)
+    order = {t["name"]: i for i, t in enumerate(tasks)}
+    records.sort(key=lambda r: order[r["name"]])
+    sweep_table(records, names, out / "sweep.csv", metric)
+    drawn = sweep_figure(records, names, out / "sweep.png", metric)
+    _summary(records)
+    _say(f"wrote {out / 'sweep.csv'}" + (f" and {out / 'sweep.png'} ({drawn})" if drawn else
+         f"; no figure: no successful record has {'the metric ' + repr(metric) if metric else 'a key metric'}"))
     return records
 
 # %% ../nbs/core/04_runner.ipynb #c0656075
@@ -459,7 +834,7 @@ def _load_records(folder: Path) -> list[dict]:
             continue
         if isinstance(r, dict) and "slug" in r:
             recs.append(r)
-    return sorted(recs, key=lambda r: (r.get("paper", 0), r["slug"]))
+    return sorted(recs, key=lambda r: (r.get("paper", 0), r["slug"], r.get("name", "")))
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
@@ -514,7 +889,7 @@ def report(folder: str | os.PathLike = "_runs", n_metrics: int = 4, figure: bool
         flat = r.get("key_metrics") or _flat(r.get("metrics") or {})  # the notebook's headline numbers, if it gave them
         shown = "; ".join(f"{k} {_fmt_metric(v)}" for k, v in list(flat.items())[:n_metrics])
         status = (r.get("verdict") or {}).get("status") if r.get("ok") else f"FAILED: {r.get('error', '')[:60]}"
-        rows.append([f"{r.get('paper', 0):02d} {r['slug']}", r.get("mode", ""), shown, status, f"{r.get('seconds', 0):.1f}"])
+        rows.append([f"{r.get('paper', 0):02d} {_label(r)}", r.get("mode", ""), shown, status, f"{r.get('seconds', 0):.1f}"])
     table = _md_table(["paper", "mode", "key metrics", "verdict", "seconds"], rows)
     if recs:
         (folder / "report.md").write_text(table + "\n", encoding="utf-8")
@@ -526,7 +901,7 @@ def report(folder: str | os.PathLike = "_runs", n_metrics: int = 4, figure: bool
         colours = {"reproduced": "#029e73", "partly": "#de8f05", "not_reproduced": "#d55e00", "not_testable": "#949494",
                    "failed": "#222222"}
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(recs) + 1.2))
-        names = [f"{r['slug']} ({r.get('mode', '?')})" + ("" if r.get("ok") else " FAILED") for r in recs]
+        names = [f"{_label(r)} ({r.get('mode', '?')})" + ("" if r.get("ok") else " FAILED") for r in recs]
         st = [((r.get("verdict") or {}).get("status") if r.get("ok") else "failed") for r in recs]
         secs = [r.get("seconds", 0) for r in recs]
         ax.barh(range(len(recs)), secs, color=[colours.get(s, colours["failed"]) for s in st])
@@ -550,21 +925,49 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("list", help="every paper notebook and its committed verdict")
     p.add_argument("--losses", action="store_true", help="list the registered losses instead")
-    for name, hlp in (("run", "run notebooks with papermill"), ("refresh", "full run, outputs written back into the notebooks")):
+    for name, hlp in (("run", "run notebooks with papermill"), ("sweep", "run one notebook over a grid of parameters"),
+                      ("refresh", "full run, outputs written back into the notebooks")):
         p = sub.add_parser(name, help=hlp)
-        p.add_argument("targets", nargs="+", metavar="TARGET", help="a slug, a card number, a theme, or all")
-        if name == "run":
+        if name == "sweep":
+            p.add_argument("target", metavar="SLUG", help="one paper notebook: its slug or card number")
+            p.add_argument("--grid", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"), required=True,
+                           help='a parameter and its values, a Python list ("[0.1, 1.0]"), repeatable: the points are '
+                                "the Cartesian product")
+            p.add_argument("--metric", default=None, help="the metric drawn in sweep.png (default: the first key metric)")
+        else:
+            p.add_argument("targets", nargs="+", metavar="TARGET", help="a slug, a card number, a theme, or all")
+        if name in ("run", "sweep"):
             m = p.add_mutually_exclusive_group()
             m.add_argument("--smoke", dest="smoke", action="store_true", default=None, help="fast smoke mode")
             m.add_argument("--full", dest="smoke", action="store_false", help="full mode (the default)")
-            p.add_argument("--jobs", type=int, default=1, help="notebooks side by side, one thread each")
-            p.add_argument("--out", default="_runs", help="output folder (default _runs/)")
+            p.add_argument("--jobs", type=int, default=1,
+                           help="notebooks side by side, one thread each (with --scheduler local: the workers)")
+            p.add_argument("--out", default="_runs", required=name == "sweep",
+                           help="output folder" + (" (default _runs/)" if name == "run" else ""))
+            p.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
+                           help="run each notebook as a task on Dask: 'local' (an embedded cluster of --jobs "
+                                "single-threaded workers) or a running scheduler's address (tcp://host:8786)")
         p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
         p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="set a notebook parameter (a Python literal), repeatable")
     p = sub.add_parser("report", help="one table of all results in a folder")
     p.add_argument("folder", nargs="?", default="_runs")
+    p = sub.add_parser("book", help="build the HTML book of the notebooks (needs the book extra)")
+    p.add_argument("--out", default="_book", help="output folder (default _book/); open OUT/index.html")
+    p.add_argument("--sample", nargs="*", default=None, metavar="N|NAME",
+                   help="build part of the book: alone, one paper and one core notebook; N: the first N; or the named pages")
     return ap
+
+
+def _book_sample(values: list[str] | None):
+    "`--sample` as `lossbook.book.build` takes it: None (the whole book), a count, or page names."
+    if values is None:
+        return None
+    if not values:
+        return 1
+    if len(values) == 1 and values[0].isdigit():
+        return int(values[0])
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -581,11 +984,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "report":
             print(report(args.folder))
             return 0
+        if args.cmd == "book":
+            from lossbook.book import build  # imported here: the book's tools are an optional extra
+            try:
+                index = build(out=args.out, sample=_book_sample(args.sample))
+            except (RuntimeError, FileExistsError) as e:  # the book extra missing, an --out that is not a book's
+                print(f"lossbook: error: {e}", file=sys.stderr)
+                return 2
+            print(f"book: open {index}")
+            return 0
         params = {k: parse_value(v) for k, v in args.param}
-        if args.cmd == "run":
+        if args.cmd in ("run", "sweep"):
             smoke = resolve_smoke(None) if args.smoke is None else args.smoke
+        if args.cmd == "run":
             recs = run(args.targets, smoke=smoke, device=args.device, params=params, jobs=args.jobs, out=args.out,
-                       nbs=args.nbs)
+                       nbs=args.nbs, scheduler=args.scheduler)
+        elif args.cmd == "sweep":
+            grid = {}
+            for k, v in args.grid:
+                if k in grid:
+                    raise ValueError(f"sweep: --grid {k} is given twice")
+                grid[k] = parse_value(v)
+            recs = sweep(args.target, grid, smoke=smoke, device=args.device, params=params, jobs=args.jobs,
+                         out=args.out, nbs=args.nbs, scheduler=args.scheduler, metric=args.metric)
         else:
             recs = refresh(args.targets, device=args.device, params=params, nbs=args.nbs)
         return 0 if all(r["ok"] for r in recs) else 1
@@ -601,5 +1022,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "ipykernel" not in sys.modules:  # python -m lossbook.runner (not this notebook's kernel)
     sys.exit(main())

@@ -355,3 +355,75 @@ def test_spherical_stats_refuses_a_broadcast_target():
     h, W = torch.randn(4, 3), torch.randn(5, 3)
     with pytest.raises(ValueError, match="4 labels"):
         spherical_stats(h, W, torch.tensor([1]))
+
+
+def test_eps_enters_as_sigma_squared_plus_eps():
+    g = torch.Generator().manual_seed(4)
+    o = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    c = o - o.mean(1, keepdim=True)
+    for eps in (0.5, 0.0):
+        torch.testing.assert_close(z_scores(o, eps=eps), c / (c.pow(2).mean(1, keepdim=True) + eps).sqrt())
+    torch.testing.assert_close(z_scores(o), c / (c.pow(2).mean(1, keepdim=True) + 1e-8).sqrt())  # the default eps
+    const = torch.ones(2, 4, dtype=torch.float64)
+    assert torch.equal(z_scores(const), torch.zeros(2, 4, dtype=torch.float64))  # eps > 0: a constant row gives z = 0
+    with pytest.raises(ValueError, match="sigma = 0"):
+        z_scores(const, eps=0.0)
+    with pytest.raises(ValueError, match="sigma = 0"):
+        z_loss(const, torch.tensor([0, 1]), eps=0.0)
+    assert torch.isfinite(z_loss(o, torch.tensor([0, 1, 2]), eps=0.0))  # eps = 0 is legal when sigma > 0
+
+
+BAD_STATS = [  # (call, the argument the message must name)
+    (lambda h, W, t: spherical_stats(h[0], W, t), "h"),
+    (lambda h, W, t: spherical_stats(h.long(), W, t), "h"),
+    (lambda h, W, t: spherical_stats(h, W[0], t), "W"),
+    (lambda h, W, t: spherical_stats(h, W.long(), t), "W"),
+    (lambda h, W, t: spherical_stats(h, W[:1], t.clamp(max=0)), "W"),
+    (lambda h, W, t: spherical_stats(h, W, t.double()), "target"),
+    (lambda h, W, t: spherical_stats(h, W, t, WtW=torch.ones(4, dtype=torch.float64)), "WtW"),
+    (lambda h, W, t: spherical_stats(h, W, t, WtW=torch.ones(4, 4, dtype=torch.long)), "WtW"),
+    (lambda h, W, t: spherical_stats(h, W, t, Wt1=torch.ones(4, 4, dtype=torch.float64)), "Wt1"),
+    (lambda h, W, t: spherical_stats(h, W, t, Wt1=torch.ones(4, dtype=torch.long)), "Wt1"),
+    (lambda h, W, t: spherical_cache(W[0]), "W"),
+    (lambda h, W, t: spherical_cache(W.long()), "W"),
+    (lambda h, W, t: spherical_cache(W[:1]), "W"),
+    (lambda h, W, t: z_loss_from_stats(h, h[:, 0], h[:, 0], 5), "o_c"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h, h[:, 0], 5), "S1"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h[:, 0], h, 5), "S2"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h[:, 0], h[:, 0], 1), "n_classes"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h[:, 0], h[:, 0] ** 2 * 5, 5, a=0.0), "a"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h[:, 0], h[:, 0] ** 2 * 5, 5, b=float("nan")), "b"),
+    (lambda h, W, t: z_loss_from_stats(h[:, 0], h[:, 0], h[:, 0] ** 2 * 5, 5, eps=-1.0), "eps"),
+    (lambda h, W, t: ZLoss(eps=-1.0), "eps"),
+    (lambda h, W, t: ZLoss(a=0.0), "a"),
+    (lambda h, W, t: ZLoss(b=float("inf")), "b"),
+    (lambda h, W, t: LogSphericalSoftmaxLoss(eps=0.0), "eps"),
+    (lambda h, W, t: z_scores(h, eps=-1.0), "eps"),
+    (lambda h, W, t: spherical_softmax(h, eps=0.0), "eps"),
+    (lambda h, W, t: taylor_softmax(h[0]), "logits"),
+    (lambda h, W, t: spherical_softmax(h.long()), "logits"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(BAD_STATS)))
+def test_bad_input_names_the_argument(i):
+    g = torch.Generator().manual_seed(5)
+    h, W = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 4, 2])
+    call, name = BAD_STATS[i]
+    with pytest.raises(ValueError, match=rf"^{name}\b|\b{name}:"):
+        call(h, W, t)
+
+
+def test_spherical_stats_uses_given_caches_and_two_classes_work():
+    g = torch.Generator().manual_seed(6)
+    h, W = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 4, 2])
+    WtW, Wt1 = spherical_cache(W)
+    o_c, S1, S2 = spherical_stats(h, W, t, WtW=2 * WtW, Wt1=Wt1)  # a given cache is used as given
+    torch.testing.assert_close(S2, 2 * ((h @ W.T) ** 2).sum(1))
+    o_c, S1, S2 = spherical_stats(h, W, t, Wt1=3 * Wt1)  # WtW computed, Wt1 taken
+    torch.testing.assert_close(S1, 3 * (h @ W.T).sum(1))
+    torch.testing.assert_close(S2, ((h @ W.T) ** 2).sum(1))
+    o = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # D = 2 is the smallest legal D
+    torch.testing.assert_close(z_loss_from_stats(o[:, 1], o.sum(1), o.pow(2).sum(1), 2), z_loss(o, torch.tensor([1])))
