@@ -987,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "book":
             from lossbook.book import build  # imported here: the book's tools are an optional extra
             try:
-                index = build(out=args.out, sample=_book_sample(args.sample))
+                index = build(out=args.out, sample=_book_sample(args.sample), nbs=args.nbs)
             except (RuntimeError, FileExistsError) as e:  # the book extra missing, an --out that is not a book's
                 print(f"lossbook: error: {e}", file=sys.stderr)
                 return 2
