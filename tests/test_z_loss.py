@@ -427,3 +427,14 @@ def test_spherical_stats_uses_given_caches_and_two_classes_work():
     torch.testing.assert_close(S2, ((h @ W.T) ** 2).sum(1))
     o = torch.tensor([[0.0, 1.0]], dtype=torch.float64)  # D = 2 is the smallest legal D
     torch.testing.assert_close(z_loss_from_stats(o[:, 1], o.sum(1), o.pow(2).sum(1), 2), z_loss(o, torch.tensor([1])))
+
+
+def test_small_sigma_with_eps_zero_and_two_class_weights():
+    o = torch.tensor([[0.0, 0.1, 0.2]], dtype=torch.float64)  # sigma^2 = 0.0067: small but not zero
+    t = torch.tensor([2])
+    v = z_loss_from_stats(o[:, 2], o.sum(1), o.pow(2).sum(1), 3, eps=0.0)
+    torch.testing.assert_close(v, z_loss(o, t, eps=0.0))
+    h, W = torch.randn(4, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)  # D = 2 output rows
+    o_c, S1, S2 = spherical_stats(h, W, torch.tensor([0, 1, 1, 0]))
+    torch.testing.assert_close(S1, (h @ W.T).sum(1))
+    assert spherical_cache(W)[0].shape == (3, 3)
