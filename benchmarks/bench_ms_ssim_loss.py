@@ -1,9 +1,9 @@
 """Benchmark of lossbook.vision.ms_ssim_loss against pytorch-msssim 1.0.0 (card 11).
 
-Forward + backward time of `ms_ssim_loss` (lossbook: the five local statistics stacked, separable Gaussian filtering as
-two banded matrix products per scale) against `1 - pytorch_msssim.ms_ssim` (ten grouped convolutions per scale), in the
-same process, float32, on images of the sizes pytorch-msssim accepts (its assert: side > (win-1)·16). Prints the ratio
-lossbook / library (goal <= 1.0).
+Forward + backward time of `ms_ssim_loss` (lossbook: the five local statistics of both batches stacked, separable
+Gaussian filtering as two grouped (depthwise) convolutions per scale) against `1 - pytorch_msssim.ms_ssim` (ten grouped
+convolutions per scale, one-channel convolutions for grey images), in the same process, float32, on images of the sizes
+pytorch-msssim accepts (its assert: side > (win-1)·16). Prints the ratio lossbook / library (goal <= 1.0).
 
     python benchmarks/bench_ms_ssim_loss.py [--device cpu|cuda] [--threads N] [--repeats 5]
 """
@@ -20,6 +20,8 @@ CASES = [  # (name, batch, channels, side, win_size)
     ("32 x 1x176x176, win 11, 5 scales", 32, 1, 176, 11),
     ("64 x 1x64x64, win 3, 5 scales", 64, 1, 64, 3),
     ("8 x 3x256x256, win 11, 5 scales", 8, 3, 256, 11),
+    ("4 x 3x256x256, win 11, 5 scales", 4, 3, 256, 11),
+    ("1 x 3x512x512, win 11, 5 scales", 1, 3, 512, 11),
 ]
 
 

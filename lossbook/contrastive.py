@@ -17,6 +17,7 @@ from lossbook.core import (
     check_same_shape,
     check_tensor,
     ddp_active,
+    full_precision,
     gather,
     local_slice,
     sum_over_ranks,
@@ -63,6 +64,12 @@ def nt_xent_loss(
     tau = _check_temperature(temperature)
     check_reduction(reduction)
     active = ddp_active(gather_distributed)
+    dtype, no_autocast = full_precision(z1)  # half precision loses the loss near its floor: compute in float32
+    with no_autocast:
+        return _nt_xent(z1.to(dtype), z2.to(dtype), tau, reduction, active)
+
+
+def _nt_xent(z1: Tensor, z2: Tensor, tau: float, reduction: str, active: bool) -> Tensor:
     n = z1.shape[0]
     h1, h2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     a1, a2 = (gather(h1), gather(h2)) if active else (h1, h2)
@@ -102,6 +109,12 @@ def info_nce(
         if queue.shape[1] != q.shape[1]:
             raise ValueError(f"queue: expected {q.shape[1]} features like q, got {tuple(queue.shape)}")
     active = ddp_active(gather_distributed)
+    dtype, no_autocast = full_precision(q)
+    with no_autocast:
+        return _info_nce(q.to(dtype), k.to(dtype), tau, None if queue is None else queue.to(dtype), reduction, active)
+
+
+def _info_nce(q: Tensor, k: Tensor, tau: float, queue: Tensor | None, reduction: str, active: bool) -> Tensor:
     n = q.shape[0]
     hq, hk = F.normalize(q, dim=1), F.normalize(k, dim=1)
     keys = gather(hk) if active else hk
@@ -131,6 +144,12 @@ def supcon_loss(
     tau = _check_temperature(temperature)
     check_reduction(reduction)
     active = ddp_active(gather_distributed)
+    dtype, no_autocast = full_precision(z)
+    with no_autocast:
+        return _supcon(z.to(dtype), labels, tau, reduction, active)
+
+
+def _supcon(z: Tensor, labels: Tensor, tau: float, reduction: str, active: bool) -> Tensor:
     n = z.shape[0]
     h = F.normalize(z, dim=1)
     cand, cand_y = (gather(h), gather(labels)) if active else (h, labels)

@@ -16,7 +16,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_real', 'check_positive',
            'check_reduction', 'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed',
-           'world_size', 'rank', 'gather', 'local_slice', 'ddp_active', 'all_sum', 'sum_over_ranks']
+           'world_size', 'rank', 'gather', 'local_slice', 'full_precision', 'ddp_active', 'all_sum', 'sum_over_ranks']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -245,6 +245,14 @@ def local_slice(n_local: int, device=None) -> slice:
     dist.all_gather(sizes, n)
     start = sum(int(s) for s in sizes[: rank()])
     return slice(start, start + n_local)
+
+# %% ../nbs/core/00_core.ipynb #ca512484
+def full_precision(
+    x: Tensor,  # an input of the loss (its dtype and device decide)
+):
+    "(dtype, context): float16/bfloat16 are computed in float32, with autocast off inside the context."
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return dtype, torch.autocast(device_type=x.device.type, enabled=False)
 
 # %% ../nbs/core/00_core.ipynb #e6045d03
 def ddp_active(

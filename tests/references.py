@@ -191,6 +191,31 @@ def barlow_twins_ref(z1, z2, lambd=5e-3, eps=1e-5):
     return torch.tensor(on + lambd * off)
 
 
+# --- card 46, decoupled contrastive learning (Yeh et al. 2022) ------------------------------------------------------------
+def dcl_ref(z1, z2, temperature=0.1, sigma=None):
+    """Eq. (6) of the paper: for each of the 2N anchors z_i^(k), -w_i <z_i^(1), z_i^(2)>/tau + log sum over the 2N-2
+    other images' views exp(<z_i^(k), z_j^(l)>/tau), one logsumexp; mean over anchors. w = 1 (DCL) or, with sigma,
+    DCLW's w_i = 2 - exp(<z_i^(1), z_i^(2)>/sigma) / mean_j exp(<z_j^(1), z_j^(2)>/sigma)."""
+    A, B = _unit(_rows(z1)), _unit(_rows(z2))
+    n = len(A)
+    if sigma is None:
+        w = [1.0] * n
+    else:
+        e = [math.exp(_dot(A[i], B[i]) / sigma) for i in range(n)]
+        w = [2 - ei / (sum(e) / n) for ei in e]
+    total = 0.0
+    for i in range(n):
+        for anchor in (A[i], B[i]):
+            neg = [_dot(anchor, V[j]) / temperature for j in range(n) if j != i for V in (A, B)]
+            total += -w[i] * _dot(A[i], B[i]) / temperature + _lse(neg)
+    return torch.tensor(total / (2 * n), dtype=torch.float64)
+
+
+def dclw_ref(z1, z2, temperature=0.1, sigma=0.5):
+    "DCLW: dcl_ref with the von Mises-Fisher weights of the positive term."
+    return dcl_ref(z1, z2, temperature, sigma)
+
+
 REFERENCES = {
     "barlow_twins_loss": barlow_twins_ref,
     "snr_contrastive_loss": snr_contrastive_ref,
@@ -205,4 +230,6 @@ REFERENCES = {
     "z_loss_from_stats": z_loss_from_stats_ref,
     "log_spherical_softmax_loss": log_spherical_softmax_ref,
     "log_taylor_softmax_loss": log_taylor_softmax_ref,
+    "dcl_loss": dcl_ref,
+    "dclw_loss": dclw_ref,
 }

@@ -189,7 +189,7 @@ def test_bf16_autocast_on_cpu(name):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v16 = spec.fn(*args, **kwargs)
     assert torch.isfinite(v16), f"{name}: {v16} under bf16 autocast"
-    torch.testing.assert_close(v16.float(), v32, rtol=5e-2, atol=5e-2)
+    torch.testing.assert_close(v16.float(), v32, rtol=3e-2, atol=1e-3)  # relative: bf16 keeps ~3 significant digits
 
 
 @pytest.mark.parametrize("name", [s.name for s in SPECS if {"mean", "sum", "none"} <= set(s.reductions)])

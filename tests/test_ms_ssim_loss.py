@@ -11,6 +11,7 @@ from lossbook.vision.ms_ssim_loss import (
     MixedMSSSIML1Loss,
     MSSSIMLoss,
     gaussian_window,
+    mixed_ms_ssim_l1_loss,
     ms_ssim,
     ms_ssim_loss,
     ms_ssim_terms,
@@ -285,8 +286,8 @@ def test_dtypes_and_device(dtype, device):
     assert abs(v.item() - ref.item()) < tol
 
 
-def test_long_sides_tiled():
-    "Sides over 1024 outputs go through tiled banded products: the same values as a 2-D convolution."
+def test_long_sides_and_separable_filtering():
+    "Long sides: the same SSIM map as a 2-D convolution with the full window; the two 1-D passes on any leading shape."
     x, y = _pair(1, 1, 40, 1100, seed=23, noise=0.1)
     g = gaussian_window(11, 1.5, F64)
     k = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
@@ -295,10 +296,29 @@ def test_long_sides_tiled():
     C1, C2 = 0.01**2, 0.03**2
     ref = ((2 * mu_x * mu_y + C1) * (2 * sxy + C2) / ((mu_x**2 + mu_y**2 + C1) * (sxx + syy + C2)))
     torch.testing.assert_close(ssim_map(x, y), ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(ssim_map(x.mT, y.mT), ref.mT, rtol=0, atol=1e-12)  # the tall side tiled too
-    from lossbook.vision.ms_ssim_loss import _blur  # small tiles on both axes, with a tail
-    z = torch.rand(2, 3, 70, 90, dtype=F64)
-    torch.testing.assert_close(_blur(z, g, tile=8), F.conv2d(z.view(6, 1, 70, 90), k).view(2, 3, 60, 80), rtol=0, atol=1e-13)
+    torch.testing.assert_close(ssim_map(x.mT, y.mT), ref.mT, rtol=0, atol=1e-12)  # the tall side
+    from lossbook.vision.ms_ssim_loss import _blur
+    z = torch.rand(5, 2, 3, 70, 90, dtype=F64)
+    torch.testing.assert_close(_blur(z, g), F.conv2d(z.view(30, 1, 70, 90), k).view(5, 2, 3, 60, 80), rtol=0, atol=1e-13)
+    g5 = gaussian_window(5, 1.5, torch.float32)
+    k5 = (g5[:, None] * g5[None, :]).view(1, 1, 5, 5)
+    z32 = z.float()
+    torch.testing.assert_close(_blur(z32, g5), F.conv2d(z32.view(30, 1, 70, 90), k5).view(5, 2, 3, 66, 86),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("side,c", [(256, 3), (512, 3)])
+def test_colour_and_large_images_equal_pytorch_msssim(pm, side, c):
+    "The benchmark's colour cases: values and gradients equal to pytorch-msssim given the same window (float64)."
+    x, y = _pair(1, c, side, seed=side, noise=0.1)
+    xo, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = ms_ssim_loss(xo, y, reduction="none")
+    win_t = gaussian_window(11, 1.5, F64).view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    ref = 1 - pm.ms_ssim(xs, y, data_range=1.0, win=win_t, size_average=False)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(xo.grad, xs.grad, rtol=1e-9, atol=1e-15)
 
 
 def test_gaussian_window():
@@ -379,3 +399,102 @@ def test_bad_module_arguments():
         MSSSIMLoss(win_size=6)
     with pytest.raises(ValueError, match="from 1 to 5"):
         MSSSIMLoss(scales=7)
+
+
+# ---------------------------------------------------------------- added after mutation testing
+def test_nonneg_simple_is_its_formula():
+    "nonneg='simple': prod_j ((t_j + 1) / 2)^beta_j over the raw factors of Eq. (5), mean over channels."
+    x, y = _pair(4, 2, 40, seed=30, noise=0.1)
+    y = y.clone()
+    y[:2] = 1 - x[:2]  # two anti-correlated images: negative factors, where 'simple' and 'relu' differ
+    cs, s = ms_ssim_terms(x, y, win_size=5, scales=3)
+    t = torch.cat([cs[:-1], s[None]])
+    assert (t[:, :2] < 0).all() and (t[:, 2:] > 0).all()
+    w = torch.tensor(_renorm(3), dtype=F64).view(-1, 1, 1)
+    expect = (((t + 1) / 2) ** w).prod(0).mean(1)
+    got = ms_ssim(x, y, win_size=5, scales=3, nonneg="simple", reduction="none")
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-14)
+    assert (got[:2] > 0).all()  # relu would give exactly 0 there
+    torch.testing.assert_close(ms_ssim(x, y, win_size=5, scales=3, reduction="none")[:2], torch.zeros(2, dtype=F64))
+    torch.testing.assert_close(MSSSIMLoss(win_size=5, scales=3, nonneg="simple", reduction="none")(x, y), 1 - expect,
+                               rtol=0, atol=1e-14)
+
+
+def test_mixed_loss_data_range_255_is_its_formula():
+    "alpha (1 - MS-SSIM with R = 255) + (1 - alpha) mean|x - y| / 255 per image, on 8-bit-range images."
+    x, y = _pair(3, 2, 40, seed=31)
+    X, Y = 255 * x, 255 * y
+    kw = dict(win_size=5, scales=3)
+    ms = ms_ssim(Y, X, data_range=255, reduction="none", **kw)
+    expect = 0.7 * (1 - ms) + 0.3 * (Y - X).abs().flatten(1).mean(1) / 255
+    got = mixed_ms_ssim_l1_loss(Y, X, alpha=0.7, data_range=255, reduction="none", **kw)
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-14)
+    torch.testing.assert_close(MixedMSSSIML1Loss(0.7, data_range=255, reduction="none", **kw)(Y, X), expect,
+                               rtol=0, atol=1e-14)
+    # both terms are on [0, 1]: the same as the [0, 1] images with R = 1
+    torch.testing.assert_close(got, mixed_ms_ssim_l1_loss(y, x, alpha=0.7, reduction="none", **kw), rtol=0, atol=1e-12)
+    torch.testing.assert_close(mixed_ms_ssim_l1_loss(Y, X, alpha=0.7, data_range=255, **kw), expect.mean())
+    torch.testing.assert_close(mixed_ms_ssim_l1_loss(Y, X, alpha=0.7, data_range=255, reduction="sum", **kw),
+                               expect.sum())
+
+
+@pytest.mark.parametrize("win,M", [(11, 5), (5, 3), (3, 2), (7, 1)])
+def test_smallest_legal_image(win, M):
+    "Eq. (8): a side of (win-1)·2^(M-1)+1 is accepted (the coarsest scale holds one window); one pixel less is not."
+    side = (win - 1) * 2 ** (M - 1) + 1
+    x, y = _pair(2, 1, side, seed=32, noise=0.1)
+    kw = dict(win_size=win, scales=M)
+    v = ms_ssim(x, y, reduction="none", **kw)
+    assert torch.isfinite(v).all() and (v < 1).all()
+    _, s = ms_ssim_terms(x, y, **kw)  # the coarsest SSIM map is a single position
+    assert s.shape == (2, 1)
+    for a, b in [(x[..., :-1, :], y[..., :-1, :]), (x[..., :, :-1], y[..., :, :-1])]:
+        with pytest.raises(ValueError, match=f"= {side}"):
+            ms_ssim(a, b, **kw)
+        with pytest.raises(ValueError, match="input: images"):
+            ms_ssim_loss(a, b, **kw)
+
+
+def test_smallest_default_image_equals_pytorch_msssim(pm):
+    "161 px, the smallest side for the defaults (5 scales, window 11): equal to pytorch-msssim given the same window."
+    x, y = _pair(2, 1, 161, seed=33, noise=0.1, smooth=True)
+    win_t = gaussian_window(11, 1.5, F64).view(1, 1, 1, -1)
+    torch.testing.assert_close(ms_ssim_loss(y, x), 1 - pm.ms_ssim(y, x, data_range=1.0, win=win_t), rtol=0, atol=1e-13)
+
+
+def test_errors_name_the_loss_arguments():
+    "The loss functions call their images input and target; ms_ssim calls them x and y."
+    x = torch.rand(2, 1, 32, 32)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    for fn in (ms_ssim_loss, mixed_ms_ssim_l1_loss):
+        with pytest.raises(ValueError, match="^input: expected finite"):
+            fn(bad, x, win_size=5, scales=3)
+        with pytest.raises(ValueError, match="^target: expected finite"):
+            fn(x, bad, win_size=5, scales=3)
+        with pytest.raises(ValueError, match="^target: expected a floating"):
+            fn(x, (3 * x).long(), win_size=5, scales=3)
+        with pytest.raises(ValueError, match="input and target must have the same shape"):
+            fn(x, x[:1], win_size=5, scales=3)
+    with pytest.raises(ValueError, match="^y: expected finite"):
+        ms_ssim(x, bad, win_size=5, scales=3)
+    with pytest.raises(ValueError, match="alpha"):
+        mixed_ms_ssim_l1_loss(x, x, alpha=1.5, win_size=5, scales=3)
+
+
+def test_bf16_autocast_and_half_inputs_computed_in_float32():
+    "E[x^2] - mu^2 cancels in 8 mantissa bits: under autocast, or for bf16/fp16 inputs, the statistics stay in float32."
+    x, y = _pair(3, 1, 64, seed=34, dtype=torch.float32, smooth=True)
+    ref = ms_ssim_loss(y, x, win_size=5, scales=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v = ms_ssim_loss(y, x, win_size=5, scales=3)
+        s = ssim(y, x)
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(s, ssim(y, x), rtol=0, atol=1e-6)
+    yb, xb = y.bfloat16(), x.bfloat16()
+    vb = ms_ssim_loss(yb, xb, win_size=5, scales=3)
+    assert vb.dtype == torch.bfloat16
+    # only the rounding of the inputs (and of the result) to bf16 remains
+    torch.testing.assert_close(vb.float(), ms_ssim_loss(yb.float(), xb.float(), win_size=5, scales=3), rtol=1e-2,
+                               atol=1e-3)

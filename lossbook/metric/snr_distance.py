@@ -21,6 +21,7 @@ from lossbook.core import (
     check_same_shape,
     check_tensor,
     ddp_active,
+    full_precision,
     gather,
     local_slice,
     reduce,
@@ -68,6 +69,12 @@ def snr_distance(
 ) -> Tensor:
     "Pairwise SNR distance $d_S(q_i, r_j)=\\mathrm{var}(r_j-q_i)/\\mathrm{var}(q_i)$ (Yuan et al. 2019, Eq. 3), as (N, M), computed via Eq. 4 without an N×M×D tensor."
     _check_embeddings(query, ref)
+    dtype, no_autocast = full_precision(query)  # Eq. (4) cancels: never in half precision
+    with no_autocast:
+        return _snr_matrix(query.to(dtype), None if ref is None else ref.to(dtype), eps)
+
+
+def _snr_matrix(query: Tensor, ref: Tensor | None, eps: float) -> Tensor:
     # $\tilde q_i = q_i - \bar q_i \mathbf 1$
     q = _centre(query)
     # $\|\tilde q_i\|^2 = D\,\mathrm{var}(q_i)$

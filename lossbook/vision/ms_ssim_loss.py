@@ -14,11 +14,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import check_choice, check_positive, check_reduction, check_same_shape, check_tensor, reduce
+from lossbook.core import (
+    check_choice,
+    check_positive,
+    check_reduction,
+    check_same_shape,
+    check_tensor,
+    full_precision,
+    reduce,
+)
+from ..registry import register
 
 # %% auto #0
 __all__ = ['MS_SSIM_WEIGHTS', 'NONNEG', 'gaussian_window', 'ssim_map', 'ssim', 'ms_ssim_terms', 'ms_ssim', 'ms_ssim_loss',
-           'MSSSIMLoss', 'MixedMSSSIML1Loss']
+           'mixed_ms_ssim_l1_loss', 'MSSSIMLoss', 'MixedMSSSIML1Loss']
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #205eeab3
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # β_1..β_5 of Wang et al. 2003
@@ -46,33 +55,17 @@ def gaussian_window(
     return (g / g.sum()).to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #97d15d25
-def _band(n: int, g: Tensor) -> Tensor:
-    "The (n, n-s+1) banded matrix T of Eq. (9), T[i, k] = g[i-k]: `z @ T` is the valid correlation of z's last axis with g."
-    s = g.numel()
-    d = torch.arange(n, device=g.device)[:, None] - torch.arange(n - s + 1, device=g.device)[None, :]
-    return torch.where((d >= 0) & (d < s), g[d.clamp(0, s - 1)], g.new_zeros(()))
-
-
-def _filter_last(z: Tensor, g: Tensor, tile: int = 256) -> Tensor:
-    "Valid 1-D filtering of the last axis by matrix products; beyond 4·`tile` outputs, in tiles of `tile` (O(n·tile), not O(n²))."
-    s, n = g.numel(), z.shape[-1]
-    m = n - s + 1
-    if m <= 4 * tile:  # one banded product: the fastest up to ~1000 px on our CPU
-        return z @ _band(n, g)
-    full = m // tile
-    # overlapping windows of tile+s-1 inputs, each mapped to `tile` outputs by the same banded matrix
-    out = (z[..., : full * tile + s - 1].unfold(-1, tile + s - 1, tile) @ _band(tile + s - 1, g)).flatten(-2)
-    if m > full * tile:
-        out = torch.cat([out, z[..., full * tile :] @ _band(m - full * tile + s - 1, g)], -1)
-    return out
-
-
-def _blur(z: Tensor, g: Tensor, tile: int = 256) -> Tensor:
-    "Separable valid Gaussian filtering of the last two axes (Eq. 9): rows, then columns."
-    z = _filter_last(z, g, tile)
-    if z.shape[-2] - g.numel() + 1 <= 4 * tile:
-        return _band(z.shape[-2], g).T @ z
-    return _filter_last(z.transpose(-1, -2), g, tile).transpose(-1, -2)
+def _blur(z: Tensor, g: Tensor) -> Tensor:
+    "Separable valid Gaussian filtering of the last two axes (Eq. 9): along H, then W; one grouped convolution each."
+    *lead, H, W = z.shape
+    s, c = g.numel(), math.prod(lead)
+    # every image of every leading index (statistic, batch, channel) is one group of a depthwise convolution
+    z = z.reshape(1, c, H, W)
+    # $v_{ij}=\sum_a g_a z_{i+a,j}$ (Eq. 9)
+    z = F.conv2d(z, g.view(1, 1, s, 1).expand(c, 1, s, 1), groups=c)
+    # $(w\star z)_{ij}=\sum_b g_b v_{i,j+b}$ (Eq. 9)
+    z = F.conv2d(z, g.view(1, 1, 1, s).expand(c, 1, 1, s), groups=c)
+    return z.view(*lead, H - s + 1, W - s + 1)
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #a0a58a97
 def _min_side(win_size: int, scales: int) -> int:
@@ -80,13 +73,13 @@ def _min_side(win_size: int, scales: int) -> int:
     return (win_size - 1) * 2 ** (scales - 1) + 1
 
 
-def _check_images(x, y, data_range, win_size, sigma, K, scales: int = 1) -> tuple[float, float, float]:
-    "Validate a pair of image batches and the SSIM constants; return (R, K1, K2)."
-    check_tensor(x, "x", ndim=4, floating=True)
-    check_tensor(y, "y", ndim=4, floating=True)
-    check_same_shape(x, y, ("x", "y"))
+def _check_images(x, y, data_range, win_size, sigma, K, scales: int = 1, names=("x", "y")) -> tuple[float, float, float]:
+    "Validate a pair of image batches (called `names` in the messages) and the SSIM constants; return (R, K1, K2)."
+    check_tensor(x, names[0], ndim=4, floating=True)
+    check_tensor(y, names[1], ndim=4, floating=True)
+    check_same_shape(x, y, names)
     if x.dtype != y.dtype:
-        raise ValueError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same dtype, got {x.dtype} and {y.dtype}")
     _check_window(win_size, sigma)
     R = check_positive(data_range, "data_range")
     if not isinstance(K, (tuple, list)) or len(K) != 2:
@@ -96,7 +89,7 @@ def _check_images(x, y, data_range, win_size, sigma, K, scales: int = 1) -> tupl
     need = _min_side(win_size, scales)
     if min(H, W) < need:
         raise ValueError(
-            f"x: images of {H}×{W} are too small for {scales} scale(s) with win_size {win_size}: each side must be at "
+            f"{names[0]}: images of {H}×{W} are too small for {scales} scale(s) with win_size {win_size}: each side must be at "
             f"least (win_size-1)·2^(scales-1)+1 = {need}; use fewer scales or a smaller window")
     return R, K1, K2
 
@@ -114,9 +107,12 @@ def _stats(x: Tensor, y: Tensor, g: Tensor, C1: float, C2: float, luminance: boo
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #1e3e861f
 def _ssim_terms(x: Tensor, y: Tensor, data_range, win_size, sigma, K) -> tuple[Tensor, Tensor]:
-    "Validated inputs -> the cs and luminance maps of Eq. (3) at one scale."
+    "Validated inputs -> the cs and luminance maps of Eq. (3) at one scale (in float32 at least, autocast off)."
     R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K)
-    return _stats(x, y, gaussian_window(win_size, sigma, x.dtype, x.device), (K1 * R) ** 2, (K2 * R) ** 2)
+    dtype, no_autocast = full_precision(x)  # float32 for half inputs, autocast off: $E[x^2]-\mu^2$ (Eq. 2) cancels
+    with no_autocast:
+        return _stats(x.to(dtype), y.to(dtype), gaussian_window(win_size, sigma, dtype, x.device), (K1 * R) ** 2,
+                      (K2 * R) ** 2)
 
 
 def ssim_map(
@@ -129,7 +125,7 @@ def ssim_map(
 ) -> Tensor:
     "The local SSIM map $l\\cdot cs$ (Eq. 3) at every valid position: (N, C, H-s+1, W-s+1)."
     cs, lum = _ssim_terms(x, y, data_range, win_size, sigma, K)
-    return lum * cs
+    return (lum * cs).to(x.dtype)
 
 
 def ssim(
@@ -146,9 +142,9 @@ def ssim(
     check_reduction(reduction)
     cs, lum = _ssim_terms(x, y, data_range, win_size, sigma, K)
     # Eq. (4): averages over positions and channels
-    s = (lum * cs).flatten(1).mean(1)
+    s = (lum * cs).flatten(1).mean(1).to(x.dtype)
     if return_cs:
-        return reduce(s, reduction), reduce(cs.flatten(1).mean(1), reduction)
+        return reduce(s, reduction), reduce(cs.flatten(1).mean(1).to(x.dtype), reduction)
     return reduce(s, reduction)
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #19187efb
@@ -170,6 +166,28 @@ def _resolve_weights(weights, scales) -> tuple[float, ...]:
     return w
 
 
+def _ms_ssim_terms(x, y, data_range, win_size, sigma, scales, K, names=("x", "y")) -> tuple[Tensor, Tensor]:
+    "`ms_ssim_terms` with the arguments called `names` in error messages; computed in float32 at least, autocast off."
+    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+        raise ValueError(f"scales: expected a positive integer, got {scales!r}")
+    R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K, scales, names)
+    dtype, no_autocast = full_precision(x)  # float32 for half inputs, autocast off: $E[x^2]-\mu^2$ (Eq. 2) cancels
+    g = gaussian_window(win_size, sigma, dtype, x.device)
+    C1, C2 = (K1 * R) ** 2, (K2 * R) ** 2
+    N = x.shape[0]
+    with no_autocast:
+        xy = torch.cat([x, y]).to(dtype)  # both batches pooled by one call
+        cs_j = []
+        for j in range(scales):
+            last = j == scales - 1
+            cs, lum = _stats(xy[:N], xy[N:], g, C1, C2, luminance=last)
+            cs_j.append(cs.flatten(2).mean(-1))
+            if not last:
+                # 2×2 average pooling; an odd side is zero-padded by one pixel first (pytorch-msssim's convention)
+                xy = F.avg_pool2d(xy, kernel_size=2, padding=[n % 2 for n in xy.shape[-2:]])
+        return torch.stack(cs_j), (lum * cs).flatten(2).mean(-1)
+
+
 def ms_ssim_terms(
     x: Tensor,  # images (N, C, H, W), values in [0, data_range]
     y: Tensor,  # images, same shape and dtype
@@ -180,28 +198,34 @@ def ms_ssim_terms(
     K: tuple[float, float] = (0.01, 0.03),  # (K1, K2)
 ) -> tuple[Tensor, Tensor]:
     "The factors of MS-SSIM (Eq. 5) before clipping and powers: ($\\overline{cs}^{(j)}$ for j=1..M, shape (M, N, C); $\\mathrm{SSIM}^{(M)}$, shape (N, C))."
-    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
-        raise ValueError(f"scales: expected a positive integer, got {scales!r}")
-    R, K1, K2 = _check_images(x, y, data_range, win_size, sigma, K, scales)
-    g = gaussian_window(win_size, sigma, x.dtype, x.device)
-    C1, C2 = (K1 * R) ** 2, (K2 * R) ** 2
-    N = x.shape[0]
-    xy = torch.cat([x, y])  # both batches pooled by one call
-    cs_j = []
-    for j in range(scales):
-        last = j == scales - 1
-        cs, lum = _stats(xy[:N], xy[N:], g, C1, C2, luminance=last)
-        cs_j.append(cs.flatten(2).mean(-1))
-        if not last:
-            # 2×2 average pooling; an odd side is zero-padded by one pixel first (pytorch-msssim's convention)
-            xy = F.avg_pool2d(xy, kernel_size=2, padding=[n % 2 for n in xy.shape[-2:]])
-    return torch.stack(cs_j), (lum * cs).flatten(2).mean(-1)
+    cs, s = _ms_ssim_terms(x, y, data_range, win_size, sigma, scales, K)
+    return cs.to(x.dtype), s.to(x.dtype)
 
 
 def _safe_pow(t: Tensor, w: Tensor) -> Tensor:
     "t**w for t >= 0, with gradient 0 (not inf·0 = NaN) where t == 0."
     pos = t > 0
     return torch.where(pos, torch.where(pos, t, torch.ones_like(t)) ** w, torch.zeros_like(t))
+
+
+def _ms_ssim(x, y, data_range, win_size, sigma, scales, weights, K, nonneg, names=("x", "y")) -> Tensor:
+    "MS-SSIM per image, shape (N,), in the inputs' dtype; the inputs are called `names` in error messages."
+    check_choice(nonneg, "nonneg", NONNEG)
+    w = _resolve_weights(weights, scales)
+    cs, s = _ms_ssim_terms(x, y, data_range, win_size, sigma, len(w), K, names)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        # the M factors of Eq. (5): $\overline{cs}^{(1)}..\overline{cs}^{(M-1)}$ and $\mathrm{SSIM}^{(M)}$
+        t = torch.cat([cs[:-1], s[None]])
+        if nonneg == "relu":
+            t = torch.relu(t)
+        elif nonneg == "simple":
+            t = (t + 1) / 2
+        elif bool((t < 0).any()):
+            raise ValueError(
+                f"ms_ssim: a factor of Eq. (5) is negative (min {float(t.min()):.3g}: anti-correlated images) and has "
+                "no fractional power; use nonneg='relu' or 'simple'")
+        # $\prod_j t_j^{\beta_j}$ (Eq. 5), then the mean over channels
+        return _safe_pow(t, t.new_tensor(w).view(-1, 1, 1)).prod(0).mean(1).to(x.dtype)
 
 
 def ms_ssim(
@@ -218,33 +242,43 @@ def ms_ssim(
 ) -> Tensor:
     "MS-SSIM (Wang, Simoncelli & Bovik 2003; Eq. 5 here), per image and averaged over channels; Snell et al.'s loss is 1 minus it."
     check_reduction(reduction)
-    check_choice(nonneg, "nonneg", NONNEG)
-    w = _resolve_weights(weights, scales)
-    cs, s = ms_ssim_terms(x, y, data_range, win_size, sigma, len(w), K)
-    # the M factors of Eq. (5): $\overline{cs}^{(1)}..\overline{cs}^{(M-1)}$ and $\mathrm{SSIM}^{(M)}$
-    t = torch.cat([cs[:-1], s[None]])
-    if nonneg == "relu":
-        t = torch.relu(t)
-    elif nonneg == "simple":
-        t = (t + 1) / 2
-    elif bool((t < 0).any()):
-        raise ValueError(
-            f"ms_ssim: a factor of Eq. (5) is negative (min {float(t.min()):.3g}: anti-correlated images) and has no "
-            "fractional power; use nonneg='relu' or 'simple'")
-    # $\prod_j t_j^{\beta_j}$ (Eq. 5), then the mean over channels
-    val = _safe_pow(t, t.new_tensor(w).view(-1, 1, 1)).prod(0).mean(1)
-    return reduce(val, reduction)
+    return reduce(_ms_ssim(x, y, data_range, win_size, sigma, scales, weights, K, nonneg), reduction)
 
 # %% ../../nbs/vision/ms_ssim_loss.ipynb #ac818ef8
 def ms_ssim_loss(
     input: Tensor,  # reconstructions (N, C, H, W), values in [0, data_range]
     target: Tensor,  # images, same shape and dtype
     reduction: str = "mean",  # 'mean' | 'sum' | 'none': one loss per image, shape (N,)
-    **kwargs,  # passed to `ms_ssim`: data_range, win_size, sigma, scales, weights, K, nonneg
+    data_range: float = 1.0,  # R, the dynamic range of the values
+    win_size: int = 11,  # side s of the Gaussian window (odd); the defaults need sides >= 161 (Eq. 8)
+    sigma: float = 1.5,  # its standard deviation
+    scales: int | None = None,  # M; None: len(weights), else 5
+    weights: Sequence[float] | None = None,  # β_1..β_M; None: standard, renormalised if scales < 5 (Eq. 6)
+    K: tuple[float, float] = (0.01, 0.03),  # (K1, K2)
+    nonneg: str = "relu",  # 'relu' | 'simple' | 'none', as in `ms_ssim`
 ) -> Tensor:
     "Snell et al.'s loss $\\mathcal L = 1-\\mathrm{MS\\text{-}SSIM}(x,\\hat x)$ (Eq. 7), per image."
     check_reduction(reduction)
-    return reduce(1 - ms_ssim(input, target, reduction="none", **kwargs), reduction)
+    # Eq. (7)
+    loss = 1 - _ms_ssim(input, target, data_range, win_size, sigma, scales, weights, K, nonneg, ("input", "target"))
+    return reduce(loss, reduction)
+
+
+def mixed_ms_ssim_l1_loss(
+    input: Tensor,  # reconstructions (N, C, H, W), values in [0, data_range]
+    target: Tensor,  # images, same shape and dtype
+    alpha: float = 0.84,  # weight of the MS-SSIM term
+    reduction: str = "mean",  # 'mean' | 'sum' | 'none': one loss per image, shape (N,)
+    data_range: float = 1.0,  # R: also divides the L1 term, so that both terms are on [0, 1]
+    **kwargs,  # passed to `ms_ssim_loss`: win_size, sigma, scales, weights, K, nonneg
+) -> Tensor:
+    "$\\alpha(1-\\mathrm{MS\\text{-}SSIM})+(1-\\alpha)\\,\\tfrac1n\\|x-\\hat x\\|_1/R$ per image: Zhao et al. 2017's mix (plain L1), an extension, not Snell et al.'s loss."
+    check_reduction(reduction)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= float(alpha) <= 1:
+        raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    ms = ms_ssim_loss(input, target, "none", data_range, **kwargs)  # validates input and target first
+    l1 = (input - target).abs().flatten(1).mean(1) / data_range
+    return reduce(alpha * ms + (1 - alpha) * l1.to(ms.dtype), reduction)
 
 
 class MSSSIMLoss(nn.Module):
@@ -270,12 +304,12 @@ class MSSSIMLoss(nn.Module):
         self.data_range, self.win_size, self.sigma, self.K = data_range, win_size, sigma, tuple(K)
         self.nonneg, self.reduction = nonneg, reduction
 
-    def _ms_loss(self, input: Tensor, target: Tensor) -> Tensor:
-        return ms_ssim_loss(input, target, "none", data_range=self.data_range, win_size=self.win_size,
-                            sigma=self.sigma, weights=self.weights, K=self.K, nonneg=self.nonneg)
+    def _kwargs(self) -> dict:
+        return dict(data_range=self.data_range, win_size=self.win_size, sigma=self.sigma, weights=self.weights, K=self.K,
+                    nonneg=self.nonneg)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return reduce(self._ms_loss(input, target), self.reduction)
+        return ms_ssim_loss(input, target, self.reduction, **self._kwargs())
 
     def extra_repr(self) -> str:
         return (f"data_range={self.data_range}, win_size={self.win_size}, sigma={self.sigma}, "
@@ -283,7 +317,7 @@ class MSSSIMLoss(nn.Module):
 
 
 class MixedMSSSIML1Loss(MSSSIMLoss):
-    "$\\alpha(1-\\mathrm{MS\\text{-}SSIM})+(1-\\alpha)\\,\\tfrac1n\\|x-\\hat x\\|_1/R$ per image: Zhao et al. 2017's mix (plain L1), an extension, not Snell et al.'s loss."
+    "`mixed_ms_ssim_l1_loss` as a module: Zhao et al. 2017's mix of 1 - MS-SSIM and L1, an extension, not Snell et al.'s loss."
 
     def __init__(
         self,
@@ -291,10 +325,23 @@ class MixedMSSSIML1Loss(MSSSIMLoss):
         **kwargs,  # as MSSSIMLoss
     ):
         super().__init__(**kwargs)
-        if not 0 <= float(alpha) <= 1:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= float(alpha) <= 1:
             raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        l1 = (input - target).abs().flatten(1).mean(1) / self.data_range
-        return reduce(self.alpha * self._ms_loss(input, target) + (1 - self.alpha) * l1, self.reduction)
+        return mixed_ms_ssim_l1_loss(input, target, self.alpha, self.reduction, **self._kwargs())
+
+# %% ../../nbs/vision/ms_ssim_loss.ipynb #98ade6f7
+def _images_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, side: int = 161):
+    "Valid inputs for the losses of this module at their defaults: ((input, target), {}), each (batch, 1, side, side) in [0, 1]."
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(batch, 1, side + 6, side + 6, generator=g, dtype=torch.float64)
+    t = F.avg_pool2d(t, 7, 1)  # smooth, so that every scale has structure
+    t = (t - t.amin((2, 3), keepdim=True)) / (t.amax((2, 3), keepdim=True) - t.amin((2, 3), keepdim=True))
+    x = (t + 0.1 * torch.randn(t.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return (x.to(device=device, dtype=dtype), t.to(device=device, dtype=dtype)), {}
+
+
+register(ms_ssim_loss, MSSSIMLoss, card=11, theme="vision", example=_images_example)
+register(mixed_ms_ssim_l1_loss, MixedMSSSIML1Loss, card=11, theme="vision", example=_images_example)
