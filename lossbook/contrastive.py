@@ -20,9 +20,9 @@ from lossbook.core import (
     full_precision,
     gather,
     local_slice,
-    sum_over_ranks,
+    reduce_over_ranks,
 )
-from .registry import register
+from .registry import register, views_example
 
 # %% auto #0
 __all__ = ['nt_xent_loss', 'info_nce', 'supcon_loss', 'NTXentLoss', 'InfoNCELoss', 'SupConLoss']
@@ -30,14 +30,6 @@ __all__ = ['nt_xent_loss', 'info_nce', 'supcon_loss', 'NTXentLoss', 'InfoNCELoss
 # %% ../nbs/core/07_contrastive.ipynb #d502b8da
 def _check_temperature(temperature: float) -> float:
     return check_positive(temperature, "temperature")
-
-
-def _finish(terms: Tensor, n_global: int, reduction: str, active: bool) -> Tensor:
-    "Reduce this rank's per-anchor terms: 'none' returns them; 'sum'/'mean' sum them (over ranks), 'mean' / n_global."
-    if reduction == "none":
-        return terms
-    part = terms.sum() if reduction == "sum" else terms.sum() / n_global
-    return sum_over_ranks(part, active)
 
 
 def _anchor_terms(sim: Tensor, pos_mask: Tensor, self_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -87,7 +79,7 @@ def _nt_xent(z1: Tensor, z2: Tensor, tau: float, reduction: str, active: bool) -
     lse = sim.index_put((r, own), sim.new_tensor(float("-inf"))).logsumexp(1)
     # Eq. (1): logsumexp over the 2N-1 candidates minus the positive's score
     terms = lse - sim[r, partner]
-    return _finish(terms, 2 * N, reduction, active)
+    return reduce_over_ranks(terms, 2 * N, reduction, active)
 
 
 def info_nce(
@@ -128,7 +120,7 @@ def _info_nce(q: Tensor, k: Tensor, tau: float, queue: Tensor | None, reduction:
     sim = hq @ keys.T / tau
     pos = torch.arange(start, start + n, device=q.device)
     terms = sim.logsumexp(1) - sim[torch.arange(n, device=q.device), pos]
-    return _finish(terms, N, reduction, active)
+    return reduce_over_ranks(terms, N, reduction, active)
 
 
 def supcon_loss(
@@ -164,7 +156,7 @@ def _supcon(z: Tensor, labels: Tensor, tau: float, reduction: str, active: bool)
     n_valid = int(all_sum(valid.sum(), active))
     if n_valid == 0:
         raise ValueError("labels: no anchor has a positive (every label occurs once); SupCon needs at least one pair")
-    return _finish(terms[valid], n_valid, reduction, active)
+    return reduce_over_ranks(terms[valid], n_valid, reduction, active)
 
 # %% ../nbs/core/07_contrastive.ipynb #5119be9d
 class NTXentLoss(torch.nn.Module):
@@ -203,15 +195,6 @@ class SupConLoss(torch.nn.Module):
         return supcon_loss(z, labels, self.temperature, self.reduction, self.gather_distributed)
 
 # %% ../nbs/core/07_contrastive.ipynb #0f75b1ab
-def _pair_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, dim: int = 16):
-    "Valid inputs for nt_xent_loss / info_nce: two correlated views ((z1, z2), {}), each (batch, 16)."
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    z1, z2 = z + 0.3 * torch.randn(batch, dim, generator=g, dtype=torch.float64), z + 0.3 * torch.randn(
-        batch, dim, generator=g, dtype=torch.float64)
-    return (z1.to(device=device, dtype=dtype), z2.to(device=device, dtype=dtype)), {}
-
-
 def _supcon_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, dim: int = 16):
     "Valid inputs for supcon_loss: ((z (batch, 16), labels (batch,)), {}) with 3 classes, every class at least twice."
     g = torch.Generator().manual_seed(seed)
@@ -220,6 +203,6 @@ def _supcon_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0
     return (z.to(device=device, dtype=dtype), labels.to(device)), {}
 
 
-register(nt_xent_loss, NTXentLoss, card=0, theme="contrastive", example=_pair_example, batch_coupled=True)
-register(info_nce, InfoNCELoss, card=0, theme="contrastive", example=_pair_example, batch_coupled=True)
+register(nt_xent_loss, NTXentLoss, card=0, theme="contrastive", example=views_example, batch_coupled=True)
+register(info_nce, InfoNCELoss, card=0, theme="contrastive", example=views_example, batch_coupled=True)
 register(supcon_loss, SupConLoss, card=0, theme="contrastive", example=_supcon_example, batch_coupled=True)

@@ -16,7 +16,8 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['REDUCTIONS', 'check_tensor', 'check_same_shape', 'check_labels', 'check_choice', 'check_real', 'check_positive',
            'check_reduction', 'reduce', 'seed_everything', 'get_device', 'set_threads', 'num_threads', 'is_distributed',
-           'world_size', 'rank', 'gather', 'local_slice', 'full_precision', 'ddp_active', 'all_sum', 'sum_over_ranks']
+           'world_size', 'rank', 'gather', 'local_slice', 'full_precision', 'ddp_active', 'all_sum', 'sum_over_ranks',
+           'reduce_over_ranks']
 
 # %% ../nbs/core/00_core.ipynb #7c9f7016
 def _describe(x: Tensor) -> str:
@@ -248,11 +249,14 @@ def local_slice(n_local: int, device=None) -> slice:
 
 # %% ../nbs/core/00_core.ipynb #ca512484
 def full_precision(
-    x: Tensor,  # an input of the loss (its dtype and device decide)
+    *xs: Tensor,  # the loss's floating inputs (their promoted dtype and the first one's device decide)
 ):
-    "(dtype, context): float16/bfloat16 are computed in float32, with autocast off inside the context."
-    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    return dtype, torch.autocast(device_type=x.device.type, enabled=False)
+    "(dtype, context): the inputs' common dtype, float32 for float16/bfloat16, and a context with autocast off."
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return dtype, torch.autocast(device_type=xs[0].device.type, enabled=False)
 
 # %% ../nbs/core/00_core.ipynb #e6045d03
 def ddp_active(
@@ -283,3 +287,16 @@ def sum_over_ranks(
     w = world_size()
     total = all_sum(part)
     return w * part + (total - w * part).detach()
+
+
+def reduce_over_ranks(
+    terms: Tensor,  # this rank's per-anchor loss terms
+    n_global: int,  # the number of anchors over all ranks (the mean's denominator)
+    reduction: str,  # 'none' (this rank's terms) | 'sum' | 'mean' (over the global anchors)
+    active: bool,  # under DDP with gather_distributed (see `ddp_active`)
+) -> Tensor:
+    "Reduce a batch-coupled loss's per-anchor terms so that W processes equal one process with the whole batch."
+    if reduction == "none":
+        return terms
+    part = terms.sum() if reduction == "sum" else terms.sum() / n_global
+    return sum_over_ranks(part, active)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 # %% auto #0
-__all__ = ['CORE_LOSS_MODULES', 'LossSpec', 'register', 'load_all', 'losses', 'get', 'table']
+__all__ = ['CORE_LOSS_MODULES', 'LossSpec', 'register', 'load_all', 'losses', 'get', 'table', 'views_example']
 
 # %% ../nbs/core/06_registry.ipynb #115e3d0b
 @dataclass(frozen=True)
@@ -106,3 +106,19 @@ def table() -> str:
         rows.append(f"| {s.card:02d} | {s.theme} | `{s.qualname}` | {s.module.__name__ if s.module else '–'} | "
                     f"{'yes' if s.batch_coupled else 'no'} | {', '.join(s.reductions) or '–'} |")
     return "\n".join(rows) + f"\n\n{len(losses())} registered losses"
+
+# %% ../nbs/core/06_registry.ipynb #30fda985
+def views_example(
+    batch: int,  # N, the number of pairs
+    dtype=torch.float64,  # the dtype of the returned views
+    device="cpu",  # their device
+    seed: int = 0,  # the same seed gives the same values whatever the dtype
+    dim: int = 16,  # D
+    noise: float = 0.3,  # each view is a shared draw plus this much independent noise
+) -> tuple[tuple, dict]:
+    "Two correlated views ((z1, z2), {}), each (batch, dim), drawn in float64 then cast: an `example` for two-view losses."
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    z1 = z + noise * torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    z2 = z + noise * torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    return (z1.to(device=device, dtype=dtype), z2.to(device=device, dtype=dtype)), {}

@@ -12,6 +12,7 @@ import time
 
 import nbformat
 import pytest
+from fake_notebooks import fake_notebook as _nb
 
 pytest.importorskip("distributed")
 
@@ -36,18 +37,6 @@ SLEEPER = ("import os, pathlib, time\n"
            "c = Claim('c').better('acc', metric='acc', method='m', baseline='b', data='toy', primary=True)\n"
            "c.observe('acc', [1.0], [0.0])\n"
            "_ = record({'first': first}, c)")
-
-
-def _nb(card, slug, theme, body, params="smoke = None\nseeds = [0, 1, 2]\nlr = 0.1"):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-    fm = f"---\ntitle: \"Paper {card}\"\ncard: {card}\nslug: {slug}\ntheme: {theme}\n---"
-    p = nbformat.v4.new_code_cell(params)
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_raw_cell(fm), nbformat.v4.new_markdown_cell(f"# Paper {card}"), p,
-                nbformat.v4.new_code_cell("from lossbook.runner import resolve_smoke, record\nsmoke = resolve_smoke(smoke)"),
-                nbformat.v4.new_code_cell(body)]
-    return nb
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import json
 
 import nbformat
 import pytest
+from fake_notebooks import fake_notebook as _nb
 
 from lossbook import runner
 from lossbook.runner import (
@@ -16,18 +17,6 @@ from lossbook.runner import (
     strip_papermill,
     write_json_atomic,
 )
-
-
-def _nb(card, slug, theme, body, params="smoke = None\nseeds = [0, 1, 2]\nlr = 0.1"):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-    fm = f"---\ntitle: \"Paper {card}\"\ncard: {card}\nslug: {slug}\ntheme: {theme}\n---"
-    p = nbformat.v4.new_code_cell(params)
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_raw_cell(fm), nbformat.v4.new_markdown_cell(f"# Paper {card}"), p,
-                nbformat.v4.new_code_cell("from lossbook.runner import resolve_smoke, record\nsmoke = resolve_smoke(smoke)"),
-                nbformat.v4.new_code_cell(body)]
-    return nb
 
 
 @pytest.fixture
@@ -65,6 +54,7 @@ def test_record_writes_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSBOOK_RECORD", str(target))
     import numpy as np
     import torch
+
     from lossbook.verdict import Claim
     c = Claim("claim").better("a", metric="m", method="x", baseline="y", data="d", primary=True)
     c.observe("a", [1.0, 2.0, 3.0], [0.0, 0.5, 1.0])

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core import check_positive, check_same_shape, check_tensor, gather, is_distributed
-from ..registry import register
+from ..registry import register, views_example
 
 # %% auto #0
 __all__ = ['off_diagonal', 'cross_correlation', 'barlow_twins_loss', 'BarlowTwinsLoss', 'BarlowTwinsProjector']
@@ -158,14 +158,5 @@ class BarlowTwinsProjector(nn.Sequential):
         self.in_dim, self.out_dim = dims[0], dims[-1]
 
 # %% ../../nbs/ssl/barlow_twins.ipynb #997259a9
-def _views_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, dim: int = 16):
-    "Valid inputs for `barlow_twins_loss`: two correlated views ((z1, z2), {}), each (batch, 16)."
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    z1 = z + 0.5 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    z2 = z + 0.5 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    return (z1.to(device=device, dtype=dtype), z2.to(device=device, dtype=dtype)), {}
-
-
-register(barlow_twins_loss, BarlowTwinsLoss, card=8, theme="ssl", example=_views_example, batch_coupled=True,
+register(barlow_twins_loss, BarlowTwinsLoss, card=8, theme="ssl", example=views_example, batch_coupled=True,
          reductions=())

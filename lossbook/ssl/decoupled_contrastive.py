@@ -12,17 +12,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import (check_positive, check_reduction, check_same_shape, check_tensor, ddp_active, gather,
-                           local_slice, sum_over_ranks)
-from ..registry import register
+from ..core import (check_positive, check_reduction, check_same_shape, check_tensor, ddp_active,
+                           full_precision, gather, local_slice, reduce_over_ranks)
+from ..registry import register, views_example
 
 # %% auto #0
 __all__ = ['dcl_loss', 'vmf_weights', 'dclw_loss', 'npc_multiplier', 'DCLLoss', 'DCLWLoss']
 
 # %% ../../nbs/ssl/decoupled_contrastive.ipynb #d682e99e
-_HALF = (torch.float16, torch.bfloat16)
-
-
 def _check_views(z1: Tensor, z2: Tensor, temperature: float) -> float:
     check_tensor(z1, "z1", ndim=2, floating=True)
     check_tensor(z2, "z2", ndim=2, floating=True)
@@ -32,8 +29,7 @@ def _check_views(z1: Tensor, z2: Tensor, temperature: float) -> float:
 
 def _unit(z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
     "Both views in one floating dtype (float32 for half inputs), L2-normalised row by row."
-    dtype = torch.promote_types(z1.dtype, z2.dtype)
-    dtype = torch.float32 if dtype in _HALF else dtype
+    dtype, _ = full_precision(z1, z2)
     return F.normalize(z1.to(dtype), dim=1), F.normalize(z2.to(dtype), dim=1)
 
 
@@ -52,7 +48,7 @@ def _decoupled_terms(z1: Tensor, z2: Tensor, temperature: float, sigma: float | 
         sigma = check_positive(sigma, "sigma")
     active = ddp_active(gather_distributed)
     n = z1.shape[0]
-    with torch.autocast(z1.device.type, enabled=False):
+    with full_precision(z1, z2)[1]:
         h1, h2 = _unit(z1, z2)
         a1, a2 = (gather(h1), gather(h2)) if active else (h1, h2)
         N = a1.shape[0]
@@ -78,14 +74,6 @@ def _decoupled_terms(z1: Tensor, z2: Tensor, temperature: float, sigma: float | 
         terms = log_u - pos
     return terms, N, active
 
-
-def _reduce_terms(terms: Tensor, n_global: int, reduction: str, active: bool) -> Tensor:
-    "'none': this rank's terms; 'sum' / 'mean' (over the global 2N anchors) summed over ranks, DDP-exact."
-    if reduction == "none":
-        return terms
-    part = terms.sum() if reduction == "sum" else terms.sum() / n_global
-    return sum_over_ranks(part, active)
-
 # %% ../../nbs/ssl/decoupled_contrastive.ipynb #7dc9da3b
 def dcl_loss(
     z1: Tensor,  # embeddings of the first views (N, D), N >= 2; normalised inside
@@ -97,7 +85,7 @@ def dcl_loss(
     "The decoupled contrastive loss (Yeh et al. 2022, Eq. 6; our Eq. 3): NT-Xent without the positive in the denominator."
     check_reduction(reduction)
     terms, N, active = _decoupled_terms(z1, z2, temperature, None, gather_distributed, "DCL")
-    return _reduce_terms(terms, 2 * N, reduction, active)
+    return reduce_over_ranks(terms, 2 * N, reduction, active)
 
 
 def vmf_weights(
@@ -108,7 +96,7 @@ def vmf_weights(
     "DCLW's positive weights w (N,) (Yeh et al. 2022, Sec. 4; our Eq. 7): 2 - N softmax(<z1_i, z2_i> / sigma), detached."
     _check_views(z1, z2, 1.0)
     sigma = check_positive(sigma, "sigma")
-    with torch.autocast(z1.device.type, enabled=False):
+    with full_precision(z1, z2)[1]:
         return _vmf(*_unit(z1, z2), sigma)
 
 
@@ -123,7 +111,7 @@ def dclw_loss(
     "Weighted DCL (Yeh et al. 2022, DCLW; our Eq. 7): DCL with the positive term weighted by `vmf_weights`."
     check_reduction(reduction)
     terms, N, active = _decoupled_terms(z1, z2, temperature, sigma, gather_distributed, "DCLW")
-    return _reduce_terms(terms, 2 * N, reduction, active)
+    return reduce_over_ranks(terms, 2 * N, reduction, active)
 
 
 def npc_multiplier(
@@ -133,7 +121,7 @@ def npc_multiplier(
 ) -> Tensor:
     "The negative-positive coupling multiplier q (2N,) of every anchor (Yeh et al. 2022, Eq. 4; our Eq. 4), one process."
     tau = _check_views(z1, z2, temperature)
-    with torch.autocast(z1.device.type, enabled=False):
+    with full_precision(z1, z2)[1]:
         h1, h2 = _unit(z1, z2)
         N = h1.shape[0]
         if N < 2:
@@ -190,14 +178,5 @@ class DCLWLoss(nn.Module):
                 f"gather_distributed={self.gather_distributed}")
 
 # %% ../../nbs/ssl/decoupled_contrastive.ipynb #e5223fb7
-def _dcl_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, dim: int = 16):
-    "Valid inputs for `dcl_loss` / `dclw_loss`: two correlated views ((z1, z2), {}), each (batch, 16), drawn in float64."
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    z1 = z + 0.3 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    z2 = z + 0.3 * torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    return (z1.to(device=device, dtype=dtype), z2.to(device=device, dtype=dtype)), {}
-
-
-register(dcl_loss, DCLLoss, card=46, theme="ssl", example=_dcl_example, batch_coupled=True)
-register(dclw_loss, DCLWLoss, card=46, theme="ssl", example=_dcl_example, batch_coupled=True)
+register(dcl_loss, DCLLoss, card=46, theme="ssl", example=views_example, batch_coupled=True)
+register(dclw_loss, DCLWLoss, card=46, theme="ssl", example=views_example, batch_coupled=True)
