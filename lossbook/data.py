@@ -21,57 +21,95 @@ from torch import Tensor
 from .core import check_tensor
 
 # %% auto #0
-__all__ = ['FASHION_MNIST_DIR', 'FASHION_CLASSES', 'SKIMAGE_IMAGES', 'DataSplit', 'load_digits', 'fashion_mnist_dir',
-           'load_fashion_mnist', 'load_mnist1d', 'skimage_images', 'random_patches', 'gaussian_mixture', 'batches',
-           'balanced_batches', 'random_resized_crop', 'random_affine', 'random_flip', 'gaussian_noise', 'gaussian_blur',
-           'brightness_contrast', 'random_erasing', 'TwoViews']
+__all__ = ['FASHION_MNIST_DIR', 'FASHION_CLASSES', 'SKIMAGE_IMAGES', 'DataSplit', 'carve_validation', 'load_digits',
+           'fashion_mnist_dir', 'load_fashion_mnist', 'load_mnist1d', 'skimage_images', 'random_patches',
+           'gaussian_mixture', 'batches', 'balanced_batches', 'random_resized_crop', 'random_affine', 'random_flip',
+           'gaussian_noise', 'gaussian_blur', 'brightness_contrast', 'random_erasing', 'TwoViews']
 
 # %% ../nbs/core/01_data.ipynb #b853bfe5
+_PARTS = ("train", "val", "test")
+
+
 @dataclass
 class DataSplit:
-    "A labelled train/test split of CPU tensors."
+    "A labelled train/test split of CPU tensors, with an optional validation part carved out of the training data."
     X_train: Tensor  # inputs (N_train, ...)
     y_train: Tensor  # integer labels (N_train,)
     X_test: Tensor  # inputs (N_test, ...)
     y_test: Tensor  # integer labels (N_test,)
     name: str = ""  # a short name for tables and figures
     classes: list = field(default_factory=list)  # class names, index = label
+    X_val: Tensor | None = None  # validation inputs (N_val, ...), from `carve_validation`
+    y_val: Tensor | None = None  # validation labels (N_val,)
+
+    def _parts(self):
+        "The (part, X, y) that are present: train, val (when carved) and test."
+        return [(p, getattr(self, f"X_{p}"), getattr(self, f"y_{p}")) for p in _PARTS if getattr(self, f"X_{p}") is not None]
+
+    def _with(self, f) -> "DataSplit":
+        "The same split with every present part's (X, y) replaced by f(part, X, y)."
+        out = {}
+        for p, X, y in self._parts():
+            out[f"X_{p}"], out[f"y_{p}"] = f(p, X, y)
+        return replace(self, **out)
 
     @property
     def n_classes(self) -> int:
-        return len(self.classes) if self.classes else int(max(self.y_train.max(), self.y_test.max())) + 1
+        return len(self.classes) if self.classes else int(max(y.max() for _, _, y in self._parts())) + 1
 
     def to(self, device) -> "DataSplit":
         "The same split with every tensor on `device`."
-        return replace(self, **{k: getattr(self, k).to(device) for k in ("X_train", "y_train", "X_test", "y_test")})
+        return self._with(lambda p, X, y: (X.to(device), y.to(device)))
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "DataSplit":
-        "A random subset (fixed by `seed`) of at most `n_train` / `n_test` samples."
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+               n_val: int | None = None) -> "DataSplit":
+        "A random subset (fixed by `seed`) of at most `n_train` / `n_test` / `n_val` samples."
         g = torch.Generator().manual_seed(seed)
-        def pick(X, y, n):
-            if n is None or n >= len(y): return X, y
-            i = torch.randperm(len(y), generator=g)[:n]
+        n = {"train": n_train, "val": n_val, "test": n_test}
+        def pick(p, X, y):
+            if n[p] is None or n[p] >= len(y): return X, y
+            i = torch.randperm(len(y), generator=g)[:n[p]]
             return X[i], y[i]
-        Xtr, ytr = pick(self.X_train, self.y_train, n_train)
-        Xte, yte = pick(self.X_test, self.y_test, n_test)
-        return replace(self, X_train=Xtr, y_train=ytr, X_test=Xte, y_test=yte)
+        return self._with(pick)
 
     def keep_classes(self, classes, relabel: bool = True) -> "DataSplit":
-        "Only the samples of `classes` (both parts); `relabel` maps them to 0..len(classes)-1."
+        "Only the samples of `classes` (every part); `relabel` maps them to 0..len(classes)-1."
         classes = list(classes)
-        lut = torch.full((int(max(self.y_train.max(), self.y_test.max(), max(classes))) + 1,), -1, dtype=torch.long)
+        top = max(int(y.max()) for _, _, y in self._parts())
+        lut = torch.full((max(top, max(classes)) + 1,), -1, dtype=torch.long)
         lut[torch.tensor(classes)] = torch.arange(len(classes))
-        def keep(X, y):
+        def keep(p, X, y):
             m = lut[y] >= 0
             return X[m], (lut[y[m]] if relabel else y[m])
-        Xtr, ytr = keep(self.X_train, self.y_train)
-        Xte, yte = keep(self.X_test, self.y_test)
         names = [self.classes[c] for c in classes] if (self.classes and relabel) else self.classes
-        return replace(self, X_train=Xtr, y_train=ytr, X_test=Xte, y_test=yte, classes=names)
+        return replace(self._with(keep), classes=names)
 
     def __repr__(self):
-        return (f"DataSplit({self.name!r}: train {tuple(self.X_train.shape)}, test {tuple(self.X_test.shape)}, "
+        val = f", val {tuple(self.X_val.shape)}" if self.X_val is not None else ""
+        return (f"DataSplit({self.name!r}: train {tuple(self.X_train.shape)}{val}, test {tuple(self.X_test.shape)}, "
                 f"{self.n_classes} classes)")
+
+
+def carve_validation(
+    data: DataSplit,  # a split without a validation part
+    n_val: int,  # training samples moved to the validation part
+    seed: int = 0,  # fixes which samples move
+    stratify: bool = True,  # keep the class proportions of the training part (False: a uniformly random subset)
+) -> DataSplit:
+    "The same split with `n_val` training samples moved to `X_val`, `y_val`: choose models and epochs on these, never on the test part."
+    if data.X_val is not None:
+        raise ValueError("carve_validation: this split already has a validation part")
+    n = len(data.y_train)
+    if not 0 < n_val < n:
+        raise ValueError(f"carve_validation: n_val must be in 1..{n - 1} (the training part has {n} samples), got {n_val}")
+    if stratify:
+        from sklearn.model_selection import train_test_split
+        it, iv = train_test_split(np.arange(n), test_size=n_val, random_state=seed, stratify=data.y_train.cpu().numpy())
+        it, iv = torch.as_tensor(np.sort(it)), torch.as_tensor(np.sort(iv))
+    else:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        iv, it = perm[:n_val], perm[n_val:]
+    return replace(data, X_train=data.X_train[it], y_train=data.y_train[it], X_val=data.X_train[iv], y_val=data.y_train[iv])
 
 # %% ../nbs/core/01_data.ipynb #d8da545c
 def load_digits(

@@ -199,3 +199,124 @@ def test_forward_batch_stats_leaves_running_stats():
     out = forward_batch_stats(m, torch.randn(16, 4) + 5)
     assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-5)  # standardised with the batch's own statistics
     assert torch.equal(m[1].running_mean, before) and not m.training
+
+
+# ---- validation split, best-epoch selection, clustering accuracy, pair AUC, tuned probe, conv autoencoder
+
+
+def test_carve_validation_stratified_and_random():
+    from lossbook.data import carve_validation
+    d = load_digits()
+    v = carve_validation(d, 300, seed=3)
+    assert len(v.y_train) == len(d.y_train) - 300 and len(v.y_val) == 300 and torch.equal(v.y_test, d.y_test)
+    # no sample is in both parts: train + val is a permutation of the original training part
+    rows = lambda X: sorted(map(tuple, X.tolist()))
+    assert rows(torch.cat([v.X_train, v.X_val])) == rows(d.X_train)
+    share = torch.bincount(v.y_val, minlength=10).float() / 300
+    full = torch.bincount(d.y_train, minlength=10).float() / len(d.y_train)
+    assert (share - full).abs().max() < 0.01  # stratified
+    r = carve_validation(d, 300, seed=3, stratify=False)
+    perm = torch.randperm(len(d.y_train), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(r.y_val, d.y_train[perm[:300]])  # the documented random subset
+    assert not torch.equal(carve_validation(d, 300, seed=4).y_val, v.y_val)
+    assert "val (300, 64)" in repr(v)
+    assert v.to("cpu").X_val is not None and v.subset(n_val=10).y_val.shape == (10,)
+    with pytest.raises(ValueError, match="n_val"):
+        carve_validation(d, 0)
+    with pytest.raises(ValueError, match="already"):
+        carve_validation(v, 10)
+
+
+def test_fit_select_restores_best_epoch():
+    d = load_digits()
+    torch.manual_seed(0)
+    m = mlp([64, 32, 10])
+    scores = iter([0.3, 0.9, 0.5, 0.9])  # a fake validation metric: epoch 2 is best (first on ties)
+    states = []
+    def ev(model):
+        states.append({k: t.clone() for k, t in model.state_dict().items()})
+        return {"val": next(scores)}
+    h = fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=4, seed=0, eval_fn=ev, select="val")
+    assert h["best_epoch"] == 2
+    assert all(torch.equal(t, states[1][k]) for k, t in m.state_dict().items())
+    scores = iter([0.3, 0.1, 0.5, 0.2])
+    h = fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=4, seed=0, eval_fn=lambda _: {"v": next(scores)},
+            select="v", select_mode="min")
+    assert h["best_epoch"] == 2
+    with pytest.raises(ValueError, match="eval_fn"):
+        fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=1, select="val")
+    with pytest.raises(ValueError, match="not among"):
+        fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=1, eval_fn=lambda _: {"a": 1.0}, select="b")
+    with pytest.raises(ValueError, match="select_mode"):
+        fit(m, d.X_train, d.y_train, loss_fn=F.cross_entropy, epochs=1, eval_fn=lambda _: {"a": 1.0}, select="a",
+            select_mode="best")
+
+
+def test_cluster_accuracy_against_brute_force():
+    import itertools
+    from lossbook.train import cluster_accuracy
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        y = torch.randint(0, 4, (30,), generator=g)
+        p = torch.randint(0, 4, (30,), generator=g) * 7 + 3  # any integer ids
+        best = max(sum(int((p == 7 * i + 3)[y == perm[i]].sum()) for i in range(4))
+                   for perm in itertools.permutations(range(4))) / 30
+        assert cluster_accuracy(p, y) == pytest.approx(best)
+    with pytest.raises(ValueError, match="pred and labels"):
+        cluster_accuracy(torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        cluster_accuracy(torch.zeros(3), torch.zeros(3, dtype=torch.long))
+
+
+def test_pair_auc_equals_sklearn():
+    from sklearn.metrics import roc_auc_score
+    from lossbook.train import pair_auc
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (40,), generator=g)
+    e = torch.randn(40, 5, generator=g) + F.one_hot(y, 5).float()
+    iu = torch.triu_indices(40, 40, 1)
+    same = (y[:, None] == y[None, :])[iu[0], iu[1]].numpy()
+    cos = F.normalize(e.double(), dim=1)
+    s = (cos @ cos.T)[iu[0], iu[1]].numpy()
+    assert pair_auc(e, y) == pytest.approx(roc_auc_score(same, s), abs=1e-12)
+    d = -torch.cdist(e.double(), e.double())[iu[0], iu[1]].numpy()
+    assert pair_auc(e, y, "euclidean") == pytest.approx(roc_auc_score(same, d), abs=1e-12)
+    q = torch.round(e * 2) / 2  # ties count one half, as in sklearn
+    qq = -torch.cdist(q.double(), q.double())[iu[0], iu[1]].numpy()
+    assert pair_auc(q, y, "euclidean") == pytest.approx(roc_auc_score(same, qq), abs=1e-12)
+    with pytest.raises(ValueError, match="same-label"):
+        pair_auc(e[:3], torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="metric"):
+        pair_auc(e, y, "manhattan")
+    with pytest.raises(ValueError, match="rows"):
+        pair_auc(e, y[:-1])
+
+
+def test_tuned_probe_chooses_on_validation():
+    from lossbook.data import carve_validation
+    from lossbook.train import tuned_probe
+    d = carve_validation(load_digits(), 300)
+    acc, wd = tuned_probe(d.X_train, d.y_train, d.X_val, d.y_val, d.X_test, d.y_test, weight_decays=(1e-3, 10.0),
+                          max_iter=50)
+    assert wd == 1e-3 and acc > 0.9  # a huge penalty loses on validation
+    val = {w: linear_probe(d.X_train, d.y_train, d.X_val, d.y_val, weight_decay=w, max_iter=50) for w in (1e-3, 10.0)}
+    assert val[1e-3] > val[10.0]
+    ref = linear_probe(torch.cat([d.X_train, d.X_val]), torch.cat([d.y_train, d.y_val]), d.X_test, d.y_test,
+                       weight_decay=1e-3, max_iter=50)
+    assert acc == ref  # refitted on train + validation
+
+
+def test_conv_autoencoder_shapes_and_learns():
+    from lossbook.train import ConvAutoencoder
+    d = load_digits(images=True)
+    torch.manual_seed(0)
+    ae = ConvAutoencoder(10, image_size=8, latent_act="tanh")
+    z, r = ae(d.X_train[:7])
+    assert z.shape == (7, 10) and r.shape == (7, 1, 8, 8) and z.abs().max() <= 1
+    before = F.mse_loss(ae.eval()(d.X_test)[1], d.X_test).item()
+    fit(ae, d.X_train, step_fn=lambda m, xb, _: F.mse_loss(m(xb)[1], xb), epochs=3, lr=3e-3, seed=0)
+    assert F.mse_loss(ae(d.X_test)[1], d.X_test).item() < 0.5 * before
+    with pytest.raises(ValueError, match="divisible"):
+        ConvAutoencoder(4, image_size=10, widths=(8, 8, 8))
+    with pytest.raises(ValueError, match="activations"):
+        ConvAutoencoder(4, latent_act="gelu")
