@@ -22,7 +22,7 @@ from .core import check_tensor
 
 # %% auto #0
 __all__ = ['FASHION_MNIST_DIR', 'FASHION_CLASSES', 'SKIMAGE_IMAGES', 'DataSplit', 'carve_validation', 'load_digits',
-           'fashion_mnist_dir', 'load_fashion_mnist', 'load_mnist1d', 'skimage_images', 'random_patches',
+           'fashion_mnist_dir', 'load_fashion_mnist', 'load_mnist1d', 'load_yeast', 'skimage_images', 'random_patches',
            'gaussian_mixture', 'batches', 'balanced_batches', 'random_resized_crop', 'random_affine', 'random_flip',
            'gaussian_noise', 'gaussian_blur', 'brightness_contrast', 'random_erasing', 'TwoViews']
 
@@ -197,6 +197,29 @@ def load_mnist1d(
     f = lambda a: torch.as_tensor(a, dtype=torch.float32)
     l = lambda a: torch.as_tensor(a, dtype=torch.long)
     return DataSplit(f(d["x"]), l(d["y"]), f(d["x_test"]), l(d["y_test"]), "mnist1d", [str(i) for i in range(10)])
+
+# %% ../nbs/core/01_data.ipynb #75e42483
+def load_yeast(
+    test_size: float = 0.2,  # fraction held out for testing
+    seed: int = 0,  # fixes the (random) split
+) -> DataSplit:
+    "The yeast multi-label data set from `river`'s bundled file: features standardised with the training statistics, multi-hot targets."
+    try:
+        import river.datasets
+    except ImportError as e:
+        raise ImportError("load_yeast needs the `river` package, which ships the data: pip install river") from e
+    import pandas as pd
+    path = Path(river.datasets.__file__).parent / "yeast.csv.gz"
+    df = pd.read_csv(path)
+    labels = [c for c in df.columns if c.startswith("Class")]
+    X = df.drop(columns=labels).to_numpy(np.float32)
+    Y = df[labels].astype(str).eq("1").to_numpy(np.int64)
+    perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed)).numpy()
+    n_test = int(round(test_size * len(X)))
+    te, tr = perm[:n_test], perm[n_test:]
+    mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-6
+    t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
+    return DataSplit(t((X[tr] - mu) / sd), t(Y[tr], torch.long), t((X[te] - mu) / sd), t(Y[te], torch.long), "yeast", labels)
 
 # %% ../nbs/core/01_data.ipynb #1f0d791f
 SKIMAGE_IMAGES = ["camera", "astronaut", "coffee", "chelsea", "coins", "moon", "page", "text", "brick", "grass",

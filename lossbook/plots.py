@@ -79,16 +79,24 @@ def embedding_scatter(
 
 
 def reliability_diagram(
-    bins: dict,  # lossbook.train.calibration_bins(...)
+    bins: dict,  # lossbook.metrics.calibration_bins(...)
     ax=None,
     label: str = "",
+    show_gap: bool = True,  # shade the gap between each bar and the diagonal
 ):
-    "Accuracy against confidence per bin, with the diagonal of perfect calibration."
+    "Accuracy against confidence per bin, with the diagonal of perfect calibration (the bin of confidence exactly 1 is drawn with the last bar)."
     ax = ax or plt.subplots(figsize=(3.6, 3.6))[1]
     e = np.asarray(bins["edges"])
-    acc, n = np.asarray(bins["accuracy"]), np.asarray(bins["count"])
-    mid = (e[:-1] + e[1:]) / 2
-    ax.bar(mid[n > 0], acc[n > 0], width=np.diff(e)[n > 0], alpha=0.6, edgecolor="k", lw=0.5, label=label or None)
+    acc, conf, n = (np.asarray(bins[k], dtype=float) for k in ("accuracy", "confidence", "count"))
+    if len(n) == len(e):  # merge the point bin {1} into the last interval for display
+        tot = n[-2] + n[-1]
+        for v in (acc, conf):
+            v[-2] = (v[-2] * n[-2] + v[-1] * n[-1]) / tot if tot else 0.0
+        acc, conf, n = acc[:-1], conf[:-1], np.append(n[:-2], tot)
+    mid, w, m = (e[:-1] + e[1:]) / 2, np.diff(e), n > 0
+    ax.bar(mid[m], acc[m], width=w[m], alpha=0.6, edgecolor="k", lw=0.5, label=label or None)
+    if show_gap:
+        ax.bar(mid[m], conf[m] - acc[m], bottom=acc[m], width=w[m], color="none", edgecolor="r", hatch="//", lw=0.5)
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     if label: ax.legend()

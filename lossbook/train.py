@@ -17,12 +17,12 @@ from torch import Tensor
 
 from .core import check_labels, check_same_shape, check_tensor, get_device, seed_everything
 from .data import batches
+from .metrics import calibration_bins, expected_calibration_error  # they live in lossbook.metrics; kept importable from here
 
 # %% auto #0
-__all__ = ['mlp', 'SmallCNN', 'ConvAutoencoder', 'fit', 'predict', 'accuracy', 'topk_accuracy', 'calibration_bins',
-           'expected_calibration_error', 'psnr', 'recall_at_k', 'nmi', 'cluster_accuracy', 'pair_auc', 'linear_probe',
-           'tuned_probe', 'singular_spectrum', 'effective_rank', 'forward_batch_stats', 'knn_accuracy', 'mean_std',
-           'fmt_mean_std', 'results_table']
+__all__ = ['mlp', 'SmallCNN', 'ConvAutoencoder', 'fit', 'predict', 'accuracy', 'topk_accuracy', 'psnr', 'recall_at_k', 'nmi',
+           'cluster_accuracy', 'pair_auc', 'linear_probe', 'tuned_probe', 'singular_spectrum', 'effective_rank',
+           'forward_batch_stats', 'knn_accuracy', 'mean_std', 'fmt_mean_std', 'results_table']
 
 # %% ../nbs/core/02_train.ipynb #03a87913
 def mlp(
@@ -217,28 +217,6 @@ def topk_accuracy(logits: Tensor, y: Tensor, k: int = 5) -> float:
     check_labels(y, logits.shape[1], "y", batch=logits.shape[0])
     k = min(k, logits.shape[1])
     return (logits.topk(k, dim=1).indices == y[:, None]).any(1).float().mean().item()
-
-
-def calibration_bins(probs: Tensor, y: Tensor, n_bins: int = 15) -> dict:
-    "Equal-width confidence bins: per bin the mean confidence, the accuracy and the count (for reliability diagrams)."
-    check_tensor(probs, "probs", ndim=2, floating=True)
-    check_labels(y, probs.shape[1], "y", batch=probs.shape[0])
-    conf, pred = probs.max(1)
-    correct = (pred == y).float()
-    b = torch.clamp((conf * n_bins).long(), max=n_bins - 1)
-    count = torch.bincount(b, minlength=n_bins).float()
-    s_conf = torch.bincount(b, weights=conf, minlength=n_bins)
-    s_acc = torch.bincount(b, weights=correct, minlength=n_bins)
-    safe = count.clamp(min=1)
-    return {"confidence": (s_conf / safe).tolist(), "accuracy": (s_acc / safe).tolist(), "count": count.tolist(),
-            "edges": torch.linspace(0, 1, n_bins + 1).tolist()}
-
-
-def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = 15) -> float:
-    "ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins (Guo et al., 2017)."
-    b = calibration_bins(probs, y, n_bins)
-    c, a, n = (torch.tensor(b[k]) for k in ("confidence", "accuracy", "count"))
-    return float((n * (a - c).abs()).sum() / n.sum())
 
 
 def psnr(

@@ -320,3 +320,13 @@ def test_conv_autoencoder_shapes_and_learns():
         ConvAutoencoder(4, image_size=10, widths=(8, 8, 8))
     with pytest.raises(ValueError, match="activations"):
         ConvAutoencoder(4, latent_act="gelu")
+
+
+def test_yeast_multilabel():
+    from lossbook.data import load_yeast
+    d = load_yeast()
+    assert d.X_train.shape == (1934, 103) and d.y_train.shape == (1934, 14) and d.X_test.shape == (483, 103)
+    assert d.n_classes == 14 and set(d.y_train.unique().tolist()) == {0, 1}
+    assert 4.0 < float(d.y_train.sum(1).float().mean()) < 4.5  # 4.24 labels per gene in MULAN's description
+    assert abs(float(d.X_train.mean())) < 1e-3
+    assert not torch.equal(load_yeast(seed=1).y_test, d.y_test) and torch.equal(load_yeast().y_test, d.y_test)
