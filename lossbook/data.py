@@ -24,7 +24,8 @@ from .core import check_tensor
 __all__ = ['FASHION_MNIST_DIR', 'FASHION_CLASSES', 'SKIMAGE_IMAGES', 'DataSplit', 'carve_validation', 'load_digits',
            'fashion_mnist_dir', 'load_fashion_mnist', 'load_mnist1d', 'load_yeast', 'skimage_images', 'random_patches',
            'gaussian_mixture', 'batches', 'balanced_batches', 'random_resized_crop', 'random_affine', 'random_flip',
-           'gaussian_noise', 'gaussian_blur', 'brightness_contrast', 'random_erasing', 'TwoViews']
+           'gaussian_noise', 'gaussian_blur', 'brightness_contrast', 'random_erasing', 'TwoViews', 'identity_glyphs',
+           'load_identities', 'zero_shot_split']
 
 # %% ../nbs/core/01_data.ipynb #b853bfe5
 _PARTS = ("train", "val", "test")
@@ -480,3 +481,123 @@ class TwoViews:
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.view(x), self.view(x)
+
+# %% ../nbs/core/01_data.ipynb #ac6e17cf
+def _glyph_params(k: int, seed: int, strokes: tuple[int, int]) -> dict:
+    "The random shape of identity k: stroke control points, blobs, thicknesses and a 3x3 texture grid."
+    g = torch.Generator().manual_seed(seed * 1_000_003 + k)
+    n = int(torch.randint(strokes[0], strokes[1] + 1, (1,), generator=g))
+    is_blob = torch.rand(n, generator=g) < 0.25
+    ctrl = torch.rand(n, 3, 2, generator=g) * 1.4 - 0.7  # Bézier control points in [-0.7, 0.7]^2
+    width = 0.06 + 0.08 * torch.rand(n, generator=g)  # stroke half-widths (in units of the half image)
+    axes = 0.12 + 0.2 * torch.rand(n, 2, generator=g)  # blob semi-axes
+    angle = math.pi * torch.rand(n, generator=g)
+    texture = 0.6 + 0.4 * torch.rand(1, 1, 3, 3, generator=g)
+    return {"is_blob": is_blob, "ctrl": ctrl, "width": width, "axes": axes, "angle": angle, "texture": texture}
+
+
+def _render_glyph(p: dict, grid: Tensor, size: int, ctrl: Tensor) -> Tensor:
+    "Intensity in [0, 1] of one identity's glyph at the points `grid` (M, P, 2) of M samples with per-sample control points `ctrl` (M, n, 3, 2): (M, size, size)."
+    t = torch.linspace(0, 1, 24)
+    out = torch.zeros(grid.shape[:2])
+    for i in range(len(p["width"])):
+        c = ctrl[:, i]  # (M, 3, 2)
+        if p["is_blob"][i]:
+            ca, sa = math.cos(p["angle"][i]), math.sin(p["angle"][i])
+            d = grid - c[:, None, 0]
+            u = (d[..., 0] * ca + d[..., 1] * sa) / p["axes"][i, 0]
+            v = (-d[..., 0] * sa + d[..., 1] * ca) / p["axes"][i, 1]
+            val = torch.exp(-0.5 * (u ** 2 + v ** 2) ** 2)
+        else:
+            w = torch.stack([(1 - t) ** 2, 2 * (1 - t) * t, t ** 2], 1)  # (24, 3) Bézier weights
+            curve = torch.einsum("kj,mjd->mkd", w, c)  # (M, 24, 2)
+            d2 = ((grid[:, :, None, :] - curve[:, None]) ** 2).sum(-1).min(-1).values
+            val = torch.exp(-0.5 * d2 / p["width"][i] ** 2)
+        out = torch.maximum(out, val)
+    out = out.view(-1, size, size)
+    tex = F.interpolate(p["texture"], size=(size, size), mode="bicubic", align_corners=True)[0, 0]
+    return out * tex
+
+
+def identity_glyphs(
+    identities,  # identity indices (an int n means range(n))
+    per_identity: int = 10,  # samples per identity
+    size: int = 16,  # image height = width
+    seed: int = 0,  # fixes the identities' glyphs (identity k is the same glyph in every call with this seed)
+    sample_seed: int | None = None,  # fixes the variations (default: derived from `seed`)
+    strokes: tuple[int, int] = (2, 4),  # strokes or blobs per glyph (inclusive range)
+    deform: float = 0.1,  # std of the per-sample displacement of every control point (units of the half image)
+    rotation: float = 15.0,  # max rotation of a sample, degrees
+    scale: float = 0.15,  # max relative scale change
+    shift: float = 1.5,  # max shift, pixels
+    jitter: float = 0.3,  # brightness and contrast strength
+    noise: float = 0.1,  # Gaussian pixel noise std
+    occlusion: float = 0.2,  # probability of a (size/4)^2 black square
+) -> tuple[Tensor, Tensor]:
+    "Images (N, 1, size, size) in [0, 1] of procedural identities, and their identity labels (N,)."
+    ids = list(range(identities)) if isinstance(identities, int) else [int(i) for i in identities]
+    if not ids or per_identity < 1:
+        raise ValueError(f"identity_glyphs: needs at least one identity and one sample each, got {len(ids)} and {per_identity}")
+    g = torch.Generator().manual_seed(seed * 7919 + 17 if sample_seed is None else sample_seed)
+    m = per_identity
+    lin = torch.linspace(-1, 1, size)
+    base = torch.stack(torch.meshgrid(lin, lin, indexing="xy"), -1).view(1, -1, 2)  # (1, P, 2) as (x, y)
+    X = []
+    for k in ids:
+        th = torch.deg2rad((torch.rand(m, generator=g) * 2 - 1) * rotation)
+        sc = 1 + (torch.rand(m, generator=g) * 2 - 1) * scale
+        sh = (torch.rand(m, 2, generator=g) * 2 - 1) * shift * 2 / size
+        # inverse map: a pixel at q shows the glyph at R(-th) (q - shift) / scale
+        q = base - sh[:, None, :]
+        c, s = torch.cos(th)[:, None], torch.sin(th)[:, None]
+        pts = torch.stack([c * q[..., 0] + s * q[..., 1], -s * q[..., 0] + c * q[..., 1]], -1) / sc[:, None, None]
+        p = _glyph_params(k, seed, strokes)
+        ctrl = p["ctrl"][None] + deform * torch.randn(m, *p["ctrl"].shape, generator=g)
+        X.append(_render_glyph(p, pts, size, ctrl))
+    X = torch.cat(X).unsqueeze(1)
+    N = len(X)
+    X = brightness_contrast(X, jitter, jitter, generator=g) if jitter else X
+    X = gaussian_noise(X, noise, generator=g) if noise else X
+    if occlusion:
+        o = max(1, size // 4)
+        on = torch.rand(N, generator=g) < occlusion
+        i0 = torch.randint(0, size - o + 1, (N,), generator=g)
+        j0 = torch.randint(0, size - o + 1, (N,), generator=g)
+        ii, jj = torch.arange(size).view(1, -1, 1), torch.arange(size).view(1, 1, -1)
+        box = ((ii >= i0.view(-1, 1, 1)) & (ii < (i0 + o).view(-1, 1, 1)) & (jj >= j0.view(-1, 1, 1))
+               & (jj < (j0 + o).view(-1, 1, 1)) & on.view(-1, 1, 1))
+        X = X.masked_fill(box.unsqueeze(1), 0.0)
+    return X.clamp(0, 1), torch.tensor(ids).repeat_interleave(m)
+
+
+def load_identities(
+    n_train: int = 400,  # training identities (labels 0..n_train-1)
+    n_test: int = 200,  # unseen test identities (labels n_train..n_train+n_test-1)
+    per_identity: int = 10,  # samples per identity
+    size: int = 16,  # image size
+    seed: int = 0,  # fixes glyphs and variations
+    **variation,  # identity_glyphs' variation arguments (rotation, scale, shift, jitter, noise, occlusion, strokes)
+) -> DataSplit:
+    "Procedural identities as an open-set split: train identities, and test identities never seen in training."
+    Xtr, ytr = identity_glyphs(range(n_train), per_identity, size, seed, sample_seed=seed * 7919 + 17, **variation)
+    Xte, yte = identity_glyphs(range(n_train, n_train + n_test), per_identity, size, seed, sample_seed=seed * 7919 + 18,
+                               **variation)
+    return DataSplit(Xtr, ytr, Xte, yte, f"identities-{n_train}+{n_test}", [str(i) for i in range(n_train + n_test)])
+
+
+def zero_shot_split(
+    data: DataSplit,  # any labelled split
+    train_classes,  # the classes seen in training; every other class is unseen and goes to the test part
+) -> DataSplit:
+    "A zero-shot (open-set) split: all samples of `train_classes` (train + test parts pooled) for training, all of the other classes for testing; labels kept."
+    X = torch.cat([data.X_train, data.X_test] + ([data.X_val] if data.X_val is not None else []))
+    y = torch.cat([data.y_train, data.y_test] + ([data.y_val] if data.y_val is not None else []))
+    seen = torch.zeros(int(y.max()) + 1, dtype=torch.bool)
+    tc = torch.as_tensor(list(train_classes), dtype=torch.long)
+    if len(tc) == 0 or int(tc.min()) < 0 or int(tc.max()) > int(y.max()):
+        raise ValueError(f"train_classes: expected a non-empty subset of the labels 0..{int(y.max())}, got {tc.tolist()}")
+    seen[tc] = True
+    m = seen[y]
+    if bool(m.all()):
+        raise ValueError("train_classes: every class is a training class, so nothing is left unseen for testing")
+    return DataSplit(X[m], y[m], X[~m], y[~m], f"{data.name} (zero-shot)", data.classes)

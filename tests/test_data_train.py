@@ -330,3 +330,47 @@ def test_yeast_multilabel():
     assert 4.0 < float(d.y_train.sum(1).float().mean()) < 4.5  # 4.24 labels per gene in MULAN's description
     assert abs(float(d.X_train.mean())) < 1e-3
     assert not torch.equal(load_yeast(seed=1).y_test, d.y_test) and torch.equal(load_yeast().y_test, d.y_test)
+
+
+def test_identity_glyphs():
+    from lossbook.data import identity_glyphs, load_identities
+    X, y = identity_glyphs(5, 4, size=16, seed=2)
+    assert X.shape == (20, 1, 16, 16) and y.tolist() == [k for k in range(5) for _ in range(4)]
+    assert 0 <= X.min() and X.max() <= 1 and X.dtype == torch.float32
+    assert torch.equal(identity_glyphs(5, 4, seed=2)[0], identity_glyphs(5, 4, seed=2)[0])  # deterministic
+    assert not torch.equal(identity_glyphs(5, 4, seed=3)[0], X)
+    still = dict(deform=0, rotation=0, scale=0, shift=0, jitter=0, noise=0, occlusion=0)
+    a, _ = identity_glyphs([7, 2], 2, seed=1, **still)
+    b, _ = identity_glyphs(8, 2, seed=1, **still)
+    assert torch.equal(a[:2], b[14:16]) and torch.equal(a[2:], b[4:6])  # identity k is one glyph whatever else is drawn
+    assert torch.equal(a[0], a[1])  # without variations, samples of an identity are identical
+    assert (b[0] - b[2]).abs().max() > 0.1  # different identities differ
+    d = load_identities(30, 20, per_identity=6, size=12)
+    assert set(d.y_train.tolist()) == set(range(30)) and set(d.y_test.tolist()) == set(range(30, 50))
+    assert d.X_train.shape == (180, 1, 12, 12) and d.n_classes == 50
+    with pytest.raises(ValueError, match="at least one identity"):
+        identity_glyphs([], 3)
+    with pytest.raises(ValueError, match="at least one identity"):
+        identity_glyphs(3, 0)
+
+
+def test_identities_are_hard_but_learnable_from_pixels():
+    from lossbook.data import load_identities
+    d = load_identities(10, 60, per_identity=10, seed=0)
+    r1 = recall_at_k(d.X_test.flatten(1), d.y_test, (1,))[1]
+    assert 0.2 < r1 < 0.9  # far above chance (9/599), far from solved: room for a learned embedding
+
+
+def test_zero_shot_split():
+    from lossbook.data import carve_validation, zero_shot_split
+    d = load_digits()
+    z = zero_shot_split(d, [0, 2, 4])
+    assert set(z.y_train.tolist()) == {0, 2, 4} and set(z.y_test.tolist()) == {1, 3, 5, 6, 7, 8, 9}
+    assert len(z.y_train) + len(z.y_test) == 1797
+    assert len(zero_shot_split(carve_validation(d, 100), [0, 2, 4]).y_train) == len(z.y_train)  # the validation part is pooled too
+    with pytest.raises(ValueError, match="train_classes"):
+        zero_shot_split(d, [])
+    with pytest.raises(ValueError, match="train_classes"):
+        zero_shot_split(d, [11])
+    with pytest.raises(ValueError, match="nothing is left unseen"):
+        zero_shot_split(d, range(10))
