@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 # %% auto #0
 __all__ = ['OUTCOMES', 'STATUSES', 'KINDS', 'as_values', 'TestResult', 'compare_test', 'compare', 'equivalence_test',
-           'equivalent', 'decide', 'beats', 'plateau', 'observed', 'Comparison', 'Gate', 'Claim', 'recompute']
+           'equivalent', 'decide', 'beats', 'plateau', 'observed', 'all_of', 'Comparison', 'Gate', 'Claim', 'recompute']
 
 # %% ../nbs/core/05_verdict.ipynb #ce468ac6
 OUTCOMES = ("supports", "contradicts", "inconclusive")
@@ -265,6 +265,16 @@ def observed(
     bad = [i for i, v in enumerate(vals) if v is None or not math.isfinite(float(v))]
     return not bad, (f"{name}: all {len(vals)} observed" if not bad else
                      f"{name}: {len(bad)} of {len(vals)} censored (target not reached inside the grid) at {bad[:5]}")
+
+
+def all_of(
+    results,  # (passed, detail) pairs, e.g. from beats / plateau / observed over several models
+) -> tuple[bool, str]:
+    "One gate from several checks: passed when every check passed; the details joined, each failing one marked."
+    results = list(results)
+    if not results:
+        raise ValueError("all_of: no checks given (an empty gate cannot fail, so it cannot pass either)")
+    return all(ok for ok, _ in results), "; ".join(d if ok else f"FAILED {d}" for ok, d in results)
 
 # %% ../nbs/core/05_verdict.ipynb #fed66f47
 @dataclass

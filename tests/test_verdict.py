@@ -265,3 +265,13 @@ def test_failed_gate_makes_the_claim_not_testable():
     c.observe("a", [2, 3, 4, 5], [0, 1, 2, 2.5]).check("g", *plateau([0.1, 0.2, 0.3, 0.4, 0.5], tol=0.01))
     assert c.decide() == "not_testable"
     assert "gates failed: g" in c.evidence()
+
+
+def test_all_of_joins_gates():
+    from lossbook.verdict import all_of, beats
+    ok, detail = all_of([beats([0.9, 0.91, 0.92], [0.1, 0.1, 0.1], name="A"), beats([0.5, 0.5, 0.5], 0.9, name="B")])
+    assert not ok and "FAILED B" in detail and "FAILED A" not in detail
+    assert all_of([(True, "x"), (True, "y")]) == (True, "x; y")
+    assert all_of(iter([(True, "x")])) == (True, "x")
+    with pytest.raises(ValueError, match="no checks"):
+        all_of([])
