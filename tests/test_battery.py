@@ -69,6 +69,11 @@ def test_every_paper_module_registers_a_loss():
     nbs = find_notebooks(Path(__file__).resolve().parents[1] / "nbs")
     for info in nbs:
         mod = f"lossbook.{info.theme}.{info.slug}"
+        why_none = info.meta.get("no_loss")  # a paper whose method is not a loss (a batch sampler, say) says so, with the reason
+        if why_none:
+            assert len(str(why_none)) > 20, f"{info.slug}: no_loss must say why the paper exports no loss"
+            assert not any(s.fn.__module__ == mod for s in SPECS), f"{info.slug}: says no_loss but registers one"
+            continue
         assert any(s.fn.__module__ == mod for s in SPECS), f"{info.slug}: its notebook registers no loss"
 
 
