@@ -216,6 +216,327 @@ def dclw_ref(z1, z2, temperature=0.1, sigma=0.5):
     return dcl_ref(z1, z2, temperature, sigma)
 
 
+# --- card 55, cMIM (Livne 2024/25; the contrastive term as lossbook reconstructs it) --------------------------------------
+def _log_normal(z, mu, std):
+    "log N(z; mu, diag(std^2)) of one row, in Python floats."
+    return sum(-0.5 * ((a - m) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi) for a, m, s in zip(z, mu, std))
+
+
+def _amim_vae_parts(log_px_given_z, z, mu, std):
+    lp, Z, M, S = log_px_given_z.detach().double().tolist(), _rows(z), _rows(mu), _rows(std)
+    prior = [sum(-0.5 * a * a - 0.5 * math.log(2 * math.pi) for a in zi) for zi in Z]
+    return lp, prior, [_log_normal(Z[i], M[i], S[i]) for i in range(len(Z))]
+
+
+def amim_ref(log_px_given_z, z, mu, std):
+    "A-MIM, one sample: mean over i of -1/2 [log p(x_i|z_i) + log N(z_i; 0, I) + log N(z_i; mu_i, std_i^2)]."
+    lp, prior, logq = _amim_vae_parts(log_px_given_z, z, mu, std)
+    return torch.tensor(sum(-0.5 * (a + b + c) for a, b, c in zip(lp, prior, logq)) / len(lp), dtype=torch.float64)
+
+
+def vae_ref(log_px_given_z, z, mu, std):
+    "The negative ELBO, one sample: mean over i of -[log p(x_i|z_i) + log N(z_i; 0, I) - log N(z_i; mu_i, std_i^2)]."
+    lp, prior, logq = _amim_vae_parts(log_px_given_z, z, mu, std)
+    return torch.tensor(sum(-(a + b - c) for a, b, c in zip(lp, prior, logq)) / len(lp), dtype=torch.float64)
+
+
+def cmim_contrastive_ref(z, mu, std, temperature=1.0):
+    """s_ij = log N(z_i; mu_j, std_j^2) / d; each anchor: -log(e^{s_ii/T} / (e^{s_ii/T} + mean_{j != i} e^{s_ij/T}));
+    mean over anchors."""
+    Z, M, S = _rows(z), _rows(mu), _rows(std)
+    B, d = len(Z), len(Z[0])
+    total = 0.0
+    for i in range(B):
+        s = [_log_normal(Z[i], M[j], S[j]) / d / temperature for j in range(B)]
+        neg = sum(math.exp(s[j] - s[i]) for j in range(B) if j != i) / (B - 1)
+        total += math.log(1 + neg)
+    return torch.tensor(total / B, dtype=torch.float64)
+
+
+# --- card 33, DEPICT (Dizaji et al. 2017) -----------------------------------------------------------------------------------
+def depict_loss_ref(input, q, from_logits=True, form="cross_entropy"):
+    """The theta-step loss, one sample at a time: -sum_k q_ik log p_ik with p = softmax(input) (or input itself when
+    from_logits=False); form='kl' adds sum_k q_ik log q_ik (0 log 0 = 0). Mean over samples."""
+    total, Q = 0.0, _rows(q)
+    for x, qi in zip(_rows(input), Q):
+        logp = [v - _lse(x) for v in x] if from_logits else [math.log(v) for v in x]
+        term = -sum(a * b for a, b in zip(qi, logp))
+        if form == "kl":
+            term += sum(a * math.log(a) for a in qi if a > 0)
+        total += term
+    return torch.tensor(total / len(Q), dtype=torch.float64)
+
+
+def depict_targets_ref(p, target="paper_sqrt", prior=None, n_iter=100, eps=1e-12):
+    """DEPICT's targets in Python floats: 'paper_sqrt' q_ik ~ p_ik (u_k / f_k(P))^(1/2), 'dec_square' q_ik ~ p_ik^2 /
+    f_k(P), 'fixed_point' n_iter damped rounds towards q_ik ~ p_ik u_k / f_k(Q) from Q = P; f_k = mean_i of the column,
+    floored at eps; rows normalised."""
+    P = _rows(p)
+    N, K = len(P), len(P[0])
+    u = [1.0 / K] * K if prior is None else prior.detach().double().tolist()
+    freq = lambda M: [max(sum(r[k] for r in M) / N, eps) for k in range(K)]
+    norm = lambda r: [v / sum(r) for v in r]
+    f = freq(P)
+    if target == "dec_square":
+        return torch.tensor([norm([r[k] ** 2 / f[k] for k in range(K)]) for r in P], dtype=torch.float64)
+    if target == "paper_sqrt":
+        return torch.tensor([norm([r[k] * math.sqrt(u[k] / f[k]) for k in range(K)]) for r in P], dtype=torch.float64)
+    Q, a = [list(r) for r in P], [0.0] * K
+    for _ in range(n_iter):  # q_ik ~ p_ik exp(a_k), a <- a/2 + log(u / f(Q))/2 (the damped fixed-point iteration)
+        fq = freq(Q)
+        a = [0.5 * a[k] + 0.5 * math.log(u[k] / fq[k]) for k in range(K)]
+        Q = [norm([r[k] * math.exp(a[k]) for k in range(K)]) for r in P]
+    return torch.tensor(Q, dtype=torch.float64)
+
+
+def depict_objective_ref(p, q, prior=None):
+    "J(Q, P) = 1/N sum_i sum_k q_ik log(q_ik / p_ik) + sum_k f_k log(f_k / u_k), f_k = mean_i q_ik."
+    P, Q = _rows(p), _rows(q)
+    N, K = len(P), len(P[0])
+    u = [1.0 / K] * K if prior is None else prior.detach().double().tolist()
+    kl = sum(a * math.log(a / b) for pr, qr in zip(P, Q) for a, b in zip(qr, pr) if a > 0) / N
+    f = [sum(r[k] for r in Q) / N for k in range(K)]
+    return torch.tensor(kl + sum(fk * math.log(fk / uk) for fk, uk in zip(f, u) if fk > 0), dtype=torch.float64)
+
+
+# --- card 14, AMCL (Wang et al. 2024; the official release's AMCLNTXentLoss) -------------------------------------------------
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def amcl_ntxent_ref(z1, z2, temp_net, beta=0.01, topk=100):
+    """Per head, for each of the 2N anchors (first views, then second views): the other view is the positive, the 2N-2
+    views of the other images the negatives, of which the k = min(topk, 2N-2) most cosine-similar are kept;
+    ell = -s_p/t_p + mean_K s_n/t_n + beta (D/2 log t_p + 1/t_p) - beta sum_K (log t_n + 1/t_n), with
+    t_ab = tau_min + (tau_max - tau_min) sigmoid(-<phi(u_a), phi(u_b)>), phi = Linear -> ReLU -> Linear on unit vectors.
+    Sum over heads, mean over the 2N anchors."""
+    W1, b1 = _rows(temp_net.phi[0].weight), temp_net.phi[0].bias.detach().double().tolist()
+    W2, b2 = _rows(temp_net.phi[2].weight), temp_net.phi[2].bias.detach().double().tolist()
+    lo, hi = float(temp_net.tau_min), float(temp_net.tau_max)
+
+    def phi(v):
+        hid = [max(0.0, _dot(w, v) + b) for w, b in zip(W1, b1)]
+        return [_dot(w, hid) + b for w, b in zip(W2, b2)]
+
+    Z1, Z2 = z1.detach().double().tolist(), z2.detach().double().tolist()
+    N, H, D = len(Z1), len(Z1[0]), len(Z1[0][0])
+    total = 0.0
+    for h in range(H):
+        U = _unit([Z1[i][h] for i in range(N)] + [Z2[i][h] for i in range(N)])
+        P = [phi(u) for u in U]
+        tau = lambda a, b: lo + (hi - lo) * _sigmoid(-_dot(P[a], P[b]))
+        for a in range(2 * N):
+            p = (a + N) % (2 * N)
+            negs = sorted((b for b in range(2 * N) if b not in (a, p)), key=lambda b: -_dot(U[a], U[b]))
+            K = negs[:min(topk, 2 * N - 2)]
+            tp = tau(a, p)
+            total += (-_dot(U[a], U[p]) / tp + sum(_dot(U[a], U[b]) / tau(a, b) for b in K) / len(K)
+                      + beta * (D / 2 * math.log(tp) + 1 / tp)
+                      - beta * sum(math.log(tau(a, b)) + 1 / tau(a, b) for b in K))
+    return torch.tensor(total / (2 * N), dtype=torch.float64)
+
+
+# --- card 49, the hard contrastive loss (Wang & Liu 2021) ----------------------------------------------------------------
+def hard_contrastive_ref(z1, z2, temperature=0.7, hard_fraction=0.25):
+    """Sec. 5 of the paper on SimCLR's candidates: for each of the 2N views as anchor, sort its 2N-2 negatives (the views
+    of the other images) by cosine similarity, keep the ceil(alpha (2N-2)) largest, and take -log of the positive's
+    share of exp(s/tau) over the positive and the kept negatives; mean over the 2N anchors."""
+    Z = _unit(_rows(z1) + _rows(z2))
+    n = len(Z) // 2
+    m = 2 * n - 2
+    k = max(1, math.ceil(hard_fraction * m - 1e-9))
+    total = 0.0
+    for a in range(2 * n):
+        p = (a + n) % (2 * n)
+        negs = sorted((_dot(Z[a], Z[b]) for b in range(2 * n) if b not in (a, p)), reverse=True)[:k]
+        pos = _dot(Z[a], Z[p]) / temperature
+        total += _lse([pos] + [s / temperature for s in negs]) - pos
+    return torch.tensor(total / (2 * n), dtype=torch.float64)
+
+
+# --- card 56, MLCD (An et al. 2024; the ZLPR form of Su et al. 2022) --------------------------------------------------------
+def _mlcd_masks(pos_mask):
+    return [[bool(v) for v in row] for row in pos_mask.detach().cpu().tolist()]
+
+
+def mlcd_ref(logits, pos_mask):
+    "Per row: log(1 + sum_{negatives} e^{s_n}) + log(1 + sum_{positives} e^{-s_p}) with 1 = e^0 in a max-shifted sum; mean."
+    S, P = _rows(logits), _mlcd_masks(pos_mask)
+    total = 0.0
+    for s, p in zip(S, P):
+        total += _lse([0.0] + [v for v, m in zip(s, p) if not m]) + _lse([0.0] + [-v for v, m in zip(s, p) if m])
+    return torch.tensor(total / len(S), dtype=torch.float64)
+
+
+def multilabel_softmax_ref(logits, pos_mask):
+    "Per row: -(1/|P|) sum_{p in P} (s_p - log sum_k e^{s_k}); mean over rows."
+    S, P = _rows(logits), _mlcd_masks(pos_mask)
+    total = 0.0
+    for s, p in zip(S, P):
+        z = _lse(s)
+        pos = [v for v, m in zip(s, p) if m]
+        total += -sum(v - z for v in pos) / len(pos)
+    return torch.tensor(total / len(S), dtype=torch.float64)
+
+
+# --- card 20, the Betti matching loss (Stucki et al. 2023) -----------------------------------------------------------------
+def _bm_edges(f, H, W):
+    "Edges (value, x, y, type) of the V-construction, sorted by (value, x, y, type): Betti-Matching-3D's order."
+    E = []
+    for x in range(H):
+        for y in range(W):
+            if x + 1 < H:
+                E.append((max(f[x][y], f[x + 1][y]), x, y, 0))
+            if y + 1 < W:
+                E.append((max(f[x][y], f[x][y + 1]), x, y, 1))
+    return sorted(E)
+
+
+def _bm_root(p, a):
+    while p[a] != a:
+        a = p[a]
+    return a
+
+
+def betti_matching_slow(f0, f1):
+    """Plain union-find transcription of Betti-Matching-3D's 2-D algorithm (sublevel filtrations f0, f1 as nested lists,
+    comparison min(f0, f1), reduced homology). Returns {dim: (pairs0, pairs1, matched)}, pairs as ((bx, by), (dx, dy))
+    pixel coordinates and matched as (pair0, pair1)."""
+    H, W = len(f0), len(f0[0])
+    fc = [[min(a, b) for a, b in zip(r0, r1)] for r0, r1 in zip(f0, f1)]
+    fs = (f0, f1, fc)
+    E = [_bm_edges(f, H, W) for f in fs]
+
+    def edge_pixel(f, e):
+        v, x, y, t = e
+        if t == 0:
+            return (x + 1, y) if v == f[x + 1][y] else (x, y)
+        return (x, y + 1) if v == f[x][y + 1] else (x, y)
+
+    def square(f, s):
+        x, y = divmod(s, W - 1)
+        return max(f[x][y], f[x + 1][y], f[x][y + 1], f[x + 1][y + 1])
+
+    def square_pixel(f, s):
+        x, y = divmod(s, W - 1)
+        v = square(f, s)
+        for c in ((x + 1, y + 1), (x + 1, y), (x, y + 1), (x, y)):
+            if f[c[0]][c[1]] == v:
+                return c
+
+    out = (H - 1) * (W - 1)  # the outside node of the dual graph
+
+    def dual_ends(e):
+        _, x, y, t = e
+        if t == 0:
+            return (out if y == 0 else x * (W - 1) + y - 1), (out if y == W - 1 else x * (W - 1) + y)
+        return (out if x == 0 else (x - 1) * (W - 1) + y), (out if x == H - 1 else x * (W - 1) + y)
+
+    res = {}
+    # dimension 1: dual union-find over the edges in decreasing order; the younger (smaller) square dies
+    births = [[square(f, s) for s in range(out)] + [math.inf] for f in fs]
+
+    def dual_link(bt, p, a, b):
+        if (bt[a], a) < (bt[b], b):
+            p[a] = b
+            return a
+        p[b] = a
+        return b
+
+    keys, pairs = [{}, {}], [[], []]
+    for k in (0, 1):
+        p, pc = list(range(out + 1)), list(range(out + 1))
+        for e in reversed(E[k]):
+            a, b = dual_ends(e)
+            ra, rb = _bm_root(p, a), _bm_root(p, b)
+            if ra != rb:
+                y = dual_link(births[k], p, ra, rb)
+                yc = dual_link(births[2], pc, _bm_root(pc, a), _bm_root(pc, b))
+                if e[0] != births[k][y]:
+                    pr = (edge_pixel(fs[k], e), square_pixel(fs[k], y))
+                    pairs[k].append(pr)
+                    keys[k][yc] = pr
+    p, matched = list(range(out + 1)), []
+    for e in reversed(E[2]):
+        a, b = dual_ends(e)
+        ra, rb = _bm_root(p, a), _bm_root(p, b)
+        if ra != rb:
+            y = dual_link(births[2], p, ra, rb)
+            if e[0] != births[2][y] and y in keys[0] and y in keys[1]:
+                matched.append((keys[0][y], keys[1][y]))
+    res[1] = (pairs[0], pairs[1], matched)
+
+    # dimension 0: union-find over the edges in increasing order; the younger (larger) vertex dies
+    def value(f, i):
+        return f[i // W][i % W]
+
+    def link(f, p, a, b):
+        if (value(f, a), a) > (value(f, b), b):
+            p[a] = b
+            return a
+        p[b] = a
+        return b
+
+    def ends(e):
+        _, x, y, t = e
+        return x * W + y, ((x + 1) * W + y if t == 0 else x * W + y + 1)
+
+    keys, pairs = [{}, {}], [[], []]
+    for k in (0, 1):
+        p = list(range(H * W))
+        for e in E[k]:
+            a, b = ends(e)
+            ra, rb = _bm_root(p, a), _bm_root(p, b)
+            if ra != rb:
+                y = link(fs[k], p, ra, rb)
+                if value(fs[k], y) != e[0]:
+                    pr = (divmod(y, W), edge_pixel(fs[k], e))
+                    pairs[k].append(pr)
+                    keys[k][y] = pr
+    ps = [list(range(H * W)) for _ in range(3)]
+    matched = []
+    for e in E[2]:
+        a, b = ends(e)
+        ra, rb = _bm_root(ps[2], a), _bm_root(ps[2], b)
+        if ra != rb:
+            yc = link(fc, ps[2], ra, rb)
+            y0 = link(f0, ps[0], _bm_root(ps[0], a), _bm_root(ps[0], b))
+            y1 = link(f1, ps[1], _bm_root(ps[1], a), _bm_root(ps[1], b))
+            if value(fc, yc) != e[0] and y0 in keys[0] and y1 in keys[1]:
+                matched.append((keys[0][y0], keys[1][y1]))
+    res[0] = (pairs[0], pairs[1], matched)
+    return res
+
+
+def betti_matching_loss_ref(probs, target, filtration="superlevel", push_unmatched_to_1_0=False):
+    "Eq. (5) per image from `betti_matching_slow`, summed over dimensions 0, 1; mean over the B*C images."
+    P, T = probs.detach().double().cpu(), target.detach().double().cpu()
+    if filtration == "superlevel":
+        P, T = 1 - P, 1 - T
+    B, C = P.shape[:2]
+    total = []
+    for i in range(B):
+        for c in range(C):
+            f0, f1 = P[i, c].tolist(), T[i, c].tolist()
+            v0 = lambda q: f0[q[0]][q[1]]
+            v1 = lambda q: f1[q[0]][q[1]]
+            terms = []
+            for pairs0, pairs1, matched in betti_matching_slow(f0, f1).values():
+                m0, m1 = [m[0] for m in matched], [m[1] for m in matched]
+                for q, p in matched:
+                    terms.append(2 * ((v0(q[0]) - v1(p[0])) ** 2 + (v0(q[1]) - v1(p[1])) ** 2))
+                for q in pairs0:
+                    if q not in m0:
+                        b, d = v0(q[0]), v0(q[1])
+                        terms.append(2 * ((b - 1) ** 2 + d**2) if push_unmatched_to_1_0 else (b - d) ** 2)
+                for p in pairs1:
+                    if p not in m1:
+                        b, d = v1(p[0]), v1(p[1])
+                        terms.append(2 * ((b - 1) ** 2 + d**2) if push_unmatched_to_1_0 else (b - d) ** 2)
+            total.append(math.fsum(terms))
+    return torch.tensor(math.fsum(total) / len(total), dtype=torch.float64)
+
+
 REFERENCES = {
     "barlow_twins_loss": barlow_twins_ref,
     "snr_contrastive_loss": snr_contrastive_ref,
@@ -232,4 +553,13 @@ REFERENCES = {
     "log_taylor_softmax_loss": log_taylor_softmax_ref,
     "dcl_loss": dcl_ref,
     "dclw_loss": dclw_ref,
+    "amim_loss": amim_ref,
+    "vae_loss": vae_ref,
+    "cmim_contrastive_loss": cmim_contrastive_ref,
+    "depict_loss": depict_loss_ref,
+    "amcl_ntxent_loss": amcl_ntxent_ref,
+    "hard_contrastive_loss": hard_contrastive_ref,
+    "mlcd_loss": mlcd_ref,
+    "multilabel_softmax_loss": multilabel_softmax_ref,
+    "betti_matching_loss": betti_matching_loss_ref,
 }
