@@ -537,6 +537,28 @@ def betti_matching_loss_ref(probs, target, filtration="superlevel", push_unmatch
     return torch.tensor(math.fsum(total) / len(total), dtype=torch.float64)
 
 
+# --- card 41, ConR (Keramati et al. 2024) ---------------------------------------------------------------------------------
+def conr_ref(features, labels, preds, weights=None, omega=1.0, e=0.01, tau=0.07, official_quirk=False):
+    "Eq. (1)-(5) of the notebook anchor by anchor in Python floats; official_quirk adds 1 per non-positive entry (Eq. 6)."
+    F_, Y, P = _unit(_rows(features)), _rows(labels.reshape(len(labels), -1)), _rows(preds.reshape(len(preds), -1))
+    W = [1.0] * len(F_) if weights is None else _rows(weights)
+    dist = lambda a, b: math.sqrt(sum((u - v) ** 2 for u, v in zip(a, b)))
+    M, total = len(F_), []
+    for i in range(M):
+        pos = [j for j in range(M) if j != i and dist(Y[i], Y[j]) <= omega]
+        neg = [j for j in range(M) if dist(Y[i], Y[j]) > omega and dist(P[i], P[j]) <= omega]
+        if not pos or not neg:
+            total.append(0.0)
+            continue
+        s = [_dot(F_[i], F_[j]) / tau for j in range(M)]
+        den = math.fsum(math.exp(s[p]) for p in pos) + math.fsum(
+            W[i] * math.exp(e * dist(Y[i], Y[n])) * math.exp(s[n]) for n in neg)
+        if official_quirk:
+            den += M - len(pos)
+        total.append(W[i] * math.fsum(math.log(den) - s[p] for p in pos) / len(pos))
+    return torch.tensor(math.fsum(total) / M, dtype=torch.float64)
+
+
 REFERENCES = {
     "barlow_twins_loss": barlow_twins_ref,
     "snr_contrastive_loss": snr_contrastive_ref,
@@ -562,4 +584,28 @@ REFERENCES = {
     "mlcd_loss": mlcd_ref,
     "multilabel_softmax_loss": multilabel_softmax_ref,
     "betti_matching_loss": betti_matching_loss_ref,
+    "conr_loss": conr_ref,
 }
+
+
+# --- card 27, Core-tuning's focal supervised contrastive loss (Zhang et al. 2021) --------------------------------------
+def focal_supcon_ref(z, labels, temperature=0.07, focal=True, normalize_by="all"):
+    """Eqs. 5-6 of the notebook, the official `focal_SupConLoss`: per anchor a with a positive,
+    -(1/D_a) sum_{b in P(a)} (1 - p_ab) log p_ab, p_ab = softmax over k != a of z_a.z_k/tau, D_a = N ('all') or |P(a)|;
+    the mean over the anchors that have a positive. Integer labels only."""
+    Z, y = _unit(_rows(z)), labels.tolist()
+    N, terms = len(Z), []
+    for a in range(N):
+        pos = [b for b in range(N) if b != a and y[b] == y[a]]
+        if not pos:
+            continue
+        lse = _lse([_dot(Z[a], Z[k]) / temperature for k in range(N) if k != a])
+        total = 0.0
+        for b in pos:
+            log_p = _dot(Z[a], Z[b]) / temperature - lse
+            total += (1 - math.exp(log_p) if focal else 1.0) * log_p
+        terms.append(-total / (N if normalize_by == "all" else len(pos)))
+    return torch.tensor(math.fsum(terms) / len(terms), dtype=torch.float64)
+
+
+REFERENCES["focal_supcon_loss"] = focal_supcon_ref
