@@ -340,3 +340,123 @@ def test_ddp_two_processes_equal_one_process():
         assert not torch.allclose(res["local"]["loss"], ref_loss, rtol=1e-3)
         assert not all(torch.allclose(g, g0, rtol=1e-3, atol=1e-8) for g, g0 in zip(res["local"]["grads"], ref_grads))
     assert not torch.allclose(results[0]["local"]["loss"], results[1]["local"]["loss"])
+
+
+# ---------------------------------------------------------------- what mutation testing asked for
+def test_error_messages_start_with_the_argument_name():
+    "Each message starts with the argument's name (`name: ...`), in the functions, the module and the projector."
+    z1, z2 = _views(8, 4)
+    cases = [
+        (lambda: barlow_twins_loss(z1[0], z2[0]), "z1"), (lambda: barlow_twins_loss(z1, z2[0]), "z2"),
+        (lambda: barlow_twins_loss(z1[None], z2[None]), "z1"), (lambda: cross_correlation(z1, z2[None]), "z2"),
+        (lambda: barlow_twins_loss(z1.long(), z2), "z1"), (lambda: barlow_twins_loss(z1, z2.long()), "z2"),
+        (lambda: barlow_twins_loss(z1, z2[:7]), "z1 and z2 must have the same shape"),
+        (lambda: cross_correlation(z1, z2[:, :3]), "z1 and z2 must have the same shape"),
+        (lambda: barlow_twins_loss(z1[:1], z2[:1]), r"z1: expected at least 2 sample\(s\)"),
+        (lambda: cross_correlation(z1[:1], z2[:1]), r"z1: expected at least 2 sample\(s\)"),
+        (lambda: barlow_twins_loss(z1, z2, lambd=-1.0), "lambd"), (lambda: barlow_twins_loss(z1, z2, eps=0.0), "eps"),
+        (lambda: cross_correlation(z1, z2, eps=-1.0), "eps"),
+        (lambda: BarlowTwinsLoss(lambd=-1.0), "lambd"), (lambda: BarlowTwinsLoss(eps=0.0), "eps"),
+        (lambda: BarlowTwinsLoss(eps=float("nan")), "eps"),
+        (lambda: off_diagonal(torch.randn(3)), "x"), (lambda: off_diagonal(torch.randn(2, 2, 2)), "x"),
+        (lambda: off_diagonal(torch.randn(3, 4)), r"x \(a square matrix\) and its transpose must have the same shape"),
+        (lambda: BarlowTwinsProjector(0, (8,)), "in_dim"), (lambda: BarlowTwinsProjector(4, (8, 0)), "sizes"),
+        (lambda: BarlowTwinsProjector(4, ()), r"sizes \(at least one layer width\): expected a finite number > 0, got 0$"),
+    ]
+    for call, name in cases:
+        # a bare argument name must be followed by ':' (a shape check naming two arguments does not count)
+        with pytest.raises(ValueError, match=rf"^{name}:" if name.isidentifier() else rf"^{name}(?:[:, ]|$)"):
+            call()
+
+
+def test_non_finite_matrices_and_integers_are_fine_for_off_diagonal():
+    x = torch.arange(9.0).view(3, 3)
+    x[0, 1] = float("nan")
+    out = off_diagonal(x)
+    assert out.shape == (6,) and out[0].isnan() and torch.equal(out[1:], torch.tensor([2.0, 3.0, 5.0, 6.0, 7.0]))
+    assert torch.equal(off_diagonal(torch.arange(4).view(2, 2)), torch.tensor([1, 2]))
+
+
+def test_non_finite_result_message(monkeypatch):
+    "The overflow message names the function, the dtype and the largest |z|; under DDP it says the NaN may be elsewhere."
+    import lossbook.ssl.barlow_twins as mod
+    z = torch.full((8, 4), 3e38)
+    msg = (r"^barlow_twins_loss: the result is not finite although z1 and z2 are; the embeddings overflow in "
+           r"torch.float32 \(\|z\| up to 3e\+38\); compute them in a wider dtype or rescale them$")
+    with pytest.raises(ValueError, match=msg):
+        barlow_twins_loss(z, z.flip(0))
+    with pytest.raises(ValueError, match=msg.replace("barlow_twins_loss", "cross_correlation")):
+        cross_correlation(z, z.flip(0))
+    monkeypatch.setattr(mod, "is_distributed", lambda: True)  # as under torch.distributed (no gather: the default)
+    with pytest.raises(ValueError, match=r"^barlow_twins_loss: the result is not finite although z1 and z2 are on this "
+                                         r"rank \(another rank's embeddings may hold NaN/Inf\); the embeddings overflow"):
+        barlow_twins_loss(z, z.flip(0))
+
+
+@pytest.mark.parametrize("call,gathers", [
+    (lambda a, b: barlow_twins_loss(a, b), False), (lambda a, b: cross_correlation(a, b), False),
+    (lambda a, b: BarlowTwinsLoss()(a, b), False),
+    (lambda a, b: barlow_twins_loss(a, b, gather_distributed=True), True),
+    (lambda a, b: cross_correlation(a, b, gather_distributed=True), True),
+    (lambda a, b: BarlowTwinsLoss(gather_distributed=True)(a, b), True),
+])
+def test_gather_distributed_default_and_pass_through(monkeypatch, call, gathers):
+    "Under torch.distributed (faked: is_distributed -> True, gather -> identity) only gather_distributed=True gathers."
+    import lossbook.ssl.barlow_twins as mod
+    seen = []
+    monkeypatch.setattr(mod, "is_distributed", lambda: True)
+    monkeypatch.setattr(mod, "gather", lambda t: seen.append(t.shape) or t)
+    z1, z2 = _views(8, 4)
+    call(z1, z2)
+    assert seen == ([(8, 4), (8, 4)] if gathers else [])
+
+
+def test_defaults_are_pinned():
+    z1, z2 = _views(8, 5, seed=3)
+    assert barlow_twins_loss(z1, z2) == barlow_twins_loss(z1, z2, 5e-3, 1e-5, False, False)
+    assert barlow_twins_loss(z1, z2) != barlow_twins_loss(z1, z2, 6e-3)
+    assert barlow_twins_loss(z1, z2) != barlow_twins_loss(z1, z2, eps=1e-3)
+    assert torch.equal(cross_correlation(z1, z2), cross_correlation(z1, z2, 1e-5, False))
+    assert not torch.equal(cross_correlation(z1, z2), cross_correlation(z1, z2, 1e-3))
+    m = BarlowTwinsLoss()
+    assert (m.lambd, m.eps, m.gather_distributed, m.return_terms) == (5e-3, 1e-5, False, False)
+    assert m(z1, z2) == barlow_twins_loss(z1, z2)
+    m = BarlowTwinsLoss(0.0, 1e-3, True, True)
+    assert (m.lambd, m.eps, m.gather_distributed, m.return_terms) == (0.0, 1e-3, True, True)  # lambd = 0 is legal
+    loss, on, off = m(z1, z2)
+    assert loss == on and off > 0
+    import inspect  # the projector's default widths (the paper's 8192 x 3) without building 200M parameters
+    assert inspect.signature(BarlowTwinsProjector).parameters["sizes"].default == (8192, 8192, 8192)
+
+
+def test_cross_correlation_under_autocast_is_float32():
+    z1, z2 = _views(16, 6, dtype=torch.float32, seed=4)
+    ref = cross_correlation(z1, z2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = cross_correlation(z1, z2)
+        v = barlow_twins_loss(z1, z2)
+    assert c.dtype == torch.float32 and v.dtype == torch.float32
+    torch.testing.assert_close(c, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(v, barlow_twins_loss(z1, z2), rtol=1e-6, atol=1e-6)
+
+
+def test_projector_dimensions():
+    p = BarlowTwinsProjector(5, (7, 6, 4, 3))
+    linears = [m for m in p if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(5, 7), (7, 6), (6, 4), (4, 3)]
+    assert [m.num_features for m in p if isinstance(m, nn.BatchNorm1d)] == [7, 6, 4]
+    assert (p.in_dim, p.out_dim) == (5, 3)
+    assert BarlowTwinsProjector(5.0, [3.0]).in_dim == 5
+
+
+@pytest.mark.parametrize("N,D,gram", [(8, 15, False), (8, 16, True), (8, 17, True), (3, 1, False), (2, 3, False)])
+def test_the_cheaper_branch_is_taken(monkeypatch, N, D, gram):
+    "D >= 2N: the Gram form (Eq. 6, two N x N products); D < 2N: the D x D product and one dot product (Eq. 5)."
+    calls = []
+    real = torch.dot
+    monkeypatch.setattr(torch, "dot", lambda a, b: calls.append(a.numel()) or real(a, b))
+    z1, z2 = _views(N, D, seed=5)
+    loss = barlow_twins_loss(z1, z2, lambd=0.3)
+    assert calls == ([] if gram else [D * D])
+    torch.testing.assert_close(loss, torch.tensor(_reference_loop(z1, z2, 0.3, 1e-5)[0], dtype=torch.float64),
+                               rtol=1e-10, atol=1e-12)

@@ -242,3 +242,102 @@ def test_bad_hyperparameters_raise():
         DCLWLoss(reduction="batchmean")
     with pytest.raises(ValueError, match="temperature"):
         DCLLoss(temperature=-0.1)
+
+
+# --- what mutation testing asked for (benchmarks/mutation_score.py) ----------------------------------------------------
+def test_error_messages_start_with_the_argument_name():
+    "Each message starts with the argument's name, exactly (`name: ...`), in the functions and the modules."
+    z1, z2 = _views(4, 3)
+    for call, name in [(lambda: dclw_loss(z1, z2, sigma=0.0), "sigma"), (lambda: vmf_weights(z1, z2, -1.0), "sigma"),
+                       (lambda: vmf_weights(z1, z2, float("nan")), "sigma"),
+                       (lambda: dcl_loss(z1, z2, temperature=-1.0), "temperature"),
+                       (lambda: dclw_loss(z1, z2, temperature=0.0), "temperature"),
+                       (lambda: npc_multiplier(z1, z2, temperature=0.0), "temperature"),
+                       (lambda: DCLLoss(temperature=0.0), "temperature"), (lambda: DCLWLoss(temperature=0.0), "temperature"),
+                       (lambda: DCLWLoss(sigma=0.0), "sigma"), (lambda: DCLWLoss(sigma=float("inf")), "sigma"),
+                       (lambda: DCLLoss(reduction="avg"), "reduction"), (lambda: DCLWLoss(reduction="avg"), "reduction"),
+                       (lambda: dclw_loss(z1, z2, reduction="avg"), "reduction"),
+                       (lambda: vmf_weights(z1[0], z2[0]), "z1"), (lambda: vmf_weights(z1, z2.long()), "z2"),
+                       (lambda: dcl_loss(z1, z2[0]), "z2: expected 2 dimensions"),
+                       (lambda: npc_multiplier(z1, z2[None]), "z2: expected 2 dimensions"),
+                       (lambda: vmf_weights(z1, z2[:3]), "z1 and z2")]:
+        # a bare argument name must be followed by ':' (a shape check naming two arguments does not count)
+        with pytest.raises(ValueError, match=rf"^{name}:" if name.isidentifier() else rf"^{name}(?:[:, ]|$)"):
+            call()
+
+
+@pytest.mark.parametrize("fn,who", [(dcl_loss, "DCL"), (dclw_loss, "DCLW"), (npc_multiplier, "the NPC multiplier")])
+def test_two_pairs_are_enough(fn, who):
+    "N = 2 is the smallest legal batch (2N-2 = 2 negatives per anchor), N = 1 is not: the message names the loss."
+    z1, z2 = _views(2, 3, seed=17)
+    v = fn(z1, z2)
+    assert torch.isfinite(v).all()
+    with pytest.raises(ValueError, match=rf"^z1, z2: {who} needs at least 2 pairs.*N = 1"):
+        fn(z1[:1], z2[:1])
+
+
+def test_defaults_are_pinned():
+    "Every default: the value with the defaults equals the value with the explicit default, and differs from another."
+    z1, z2 = _views(6, 5, seed=18, noise=1.0)
+    assert torch.equal(npc_multiplier(z1, z2), npc_multiplier(z1, z2, 0.1))
+    assert not torch.allclose(npc_multiplier(z1, z2), npc_multiplier(z1, z2, 0.5))
+    assert torch.equal(vmf_weights(z1, z2), vmf_weights(z1, z2, 0.5))
+    assert not torch.allclose(vmf_weights(z1, z2), vmf_weights(z1, z2, 1.5))
+    assert dcl_loss(z1, z2) == dcl_loss(z1, z2, 0.1, "mean", False)
+    assert dclw_loss(z1, z2) == dclw_loss(z1, z2, 0.1, 0.5, "mean", False)
+    assert dclw_loss(z1, z2) != dclw_loss(z1, z2, 0.1, 1.5)
+    assert DCLWLoss()(z1, z2) == dclw_loss(z1, z2, 0.1, 0.5)
+    assert DCLWLoss(sigma=1.5)(z1, z2) == dclw_loss(z1, z2, 0.1, 1.5)
+    assert DCLWLoss(0.3, 1.5, "sum")(z1, z2) == dclw_loss(z1, z2, 0.3, 1.5, "sum")
+    m = DCLWLoss(0.3, 1.5, "none", True)
+    assert (m.temperature, m.sigma, m.reduction, m.gather_distributed) == (0.3, 1.5, "none", True)
+    m = DCLLoss(0.3, "none", True)
+    assert (m.temperature, m.reduction, m.gather_distributed) == (0.3, "none", True)
+    assert DCLLoss().gather_distributed is False and DCLWLoss().gather_distributed is False
+
+
+@pytest.mark.parametrize("call,expected", [
+    (lambda z1, z2: dcl_loss(z1, z2), False), (lambda z1, z2: dclw_loss(z1, z2), False),
+    (lambda z1, z2: dcl_loss(z1, z2, gather_distributed=True), True),
+    (lambda z1, z2: dclw_loss(z1, z2, gather_distributed=True), True),
+    (lambda z1, z2: DCLLoss()(z1, z2), False), (lambda z1, z2: DCLWLoss()(z1, z2), False),
+    (lambda z1, z2: DCLLoss(gather_distributed=True)(z1, z2), True),
+    (lambda z1, z2: DCLWLoss(gather_distributed=True)(z1, z2), True),
+    (lambda z1, z2: DCLLoss(gather_distributed=1)(z1, z2), True),
+])
+def test_gather_distributed_reaches_ddp_active(monkeypatch, call, expected):
+    "The option (default False) reaches `ddp_active` as a bool, from the functions and the modules (one process)."
+    import lossbook.ssl.decoupled_contrastive as mod
+    seen = []
+    real = mod.ddp_active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    z1, z2 = _views(4, 3)
+    call(z1, z2)
+    assert seen == [expected] and type(seen[0]) is bool
+
+
+@pytest.mark.parametrize("fn", [dcl_loss, dclw_loss])
+def test_gathers_only_when_ddp_is_active(monkeypatch, fn):
+    "Without DDP (or with gather_distributed=False under DDP) nothing is gathered; with it, both views and the rows."
+    import lossbook.ssl.decoupled_contrastive as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append("gather") or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    z1, z2 = _views(5, 4, seed=19)
+    ref = fn(z1, z2, reduction="none")
+    assert calls == []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))  # as if under torch.distributed with one rank's view
+    torch.testing.assert_close(fn(z1, z2, reduction="none", gather_distributed=False), ref, rtol=0, atol=0)
+    assert calls == []
+    torch.testing.assert_close(fn(z1, z2, reduction="none", gather_distributed=True), ref, rtol=0, atol=0)
+    assert sorted(calls) == ["gather", "gather", "slice"]
+
+
+@pytest.mark.parametrize("fn", [dcl_loss, dclw_loss, npc_multiplier, vmf_weights])
+def test_mixed_dtypes_are_promoted(fn):
+    "A float64 view and a float32 view are computed in float64 (the promoted dtype), whichever comes first."
+    z1, z2 = _views(6, 4, seed=20)
+    a, b = z1.detach(), z2.detach().float()
+    assert fn(a, b).dtype == fn(b, a).dtype == torch.float64
+    torch.testing.assert_close(fn(a, b), fn(a, b.double()), rtol=0, atol=0)
+    torch.testing.assert_close(fn(b, a), fn(b.double(), a), rtol=0, atol=0)

@@ -498,3 +498,187 @@ def test_bf16_autocast_and_half_inputs_computed_in_float32():
     # only the rounding of the inputs (and of the result) to bf16 remains
     torch.testing.assert_close(vb.float(), ms_ssim_loss(yb.float(), xb.float(), win_size=5, scales=3), rtol=1e-2,
                                atol=1e-3)
+
+
+# ---------------------------------------------------------------- added after the second mutation run
+def test_error_messages_start_with_the_argument_name():
+    "Each message starts with the argument's name (`name: ...`), in the functions and the modules."
+    x = torch.rand(2, 1, 40, 40, dtype=F64)
+    kw = dict(win_size=5, scales=3)
+    cases = [
+        (lambda: ms_ssim(x, x, data_range=0, **kw), "data_range"), (lambda: MSSSIMLoss(data_range=0), "data_range"),
+        (lambda: MSSSIMLoss(data_range=float("nan")), "data_range"),
+        (lambda: ms_ssim(x, x, nonneg="abs", **kw), "nonneg"), (lambda: MSSSIMLoss(nonneg="abs"), "nonneg"),
+        (lambda: ms_ssim(x, x, win_size=4, scales=3), "win_size"), (lambda: MSSSIMLoss(win_size=6), "win_size"),
+        (lambda: ms_ssim(x, x, win_size=True, scales=1), "win_size"), (lambda: ms_ssim(x, x, win_size=5.0, scales=3), "win_size"),
+        (lambda: gaussian_window(4), "win_size"), (lambda: gaussian_window(-3), "win_size"),
+        (lambda: gaussian_window(5, 0.0), "sigma"), (lambda: MSSSIMLoss(sigma=-1.0), "sigma"),
+        (lambda: ssim(x, x, win_size=5, sigma=0.0), "sigma"),
+        (lambda: ms_ssim(x, x, K=(0.0, 0.03), **kw), r"K\[0\]"), (lambda: ms_ssim(x, x, K=(0.01, -1), **kw), r"K\[1\]"),
+        (lambda: ms_ssim(x, x, K=(0.01,), **kw), "K"), (lambda: ssim(x, x, K=[0.01, 0.03, 0.1]), "K"),
+        (lambda: ms_ssim(x, x, win_size=5, scales=6), "scales"), (lambda: MSSSIMLoss(scales=0), "scales"),
+        (lambda: ms_ssim(x, x, win_size=5, scales=True), "scales"), (lambda: ms_ssim(x, x, win_size=5, scales=2.0), "scales"),
+        (lambda: ms_ssim_terms(x, x, win_size=5, scales=0), "scales"), (lambda: ms_ssim_terms(x, x, win_size=5, scales=True), "scales"),
+        (lambda: ms_ssim_terms(x, x, win_size=5, scales=2.0), "scales"),
+        (lambda: ms_ssim(x, x, win_size=5, weights=[0.5, float("nan")]), "weights"),
+        (lambda: ms_ssim(x, x, win_size=5, weights=[0.5, float("inf")]), "weights"),
+        (lambda: ms_ssim(x, x, win_size=5, weights=[0.5, -1e-9]), "weights"), (lambda: MSSSIMLoss(weights=[]), "weights"),
+        (lambda: ms_ssim(x, x, win_size=5, weights=[0.5, 0.5], scales=3), r"scales \(3\) and len\(weights\) \(2\) disagree"),
+        (lambda: ms_ssim(x, x.float(), **kw), "x and y must have the same dtype"),
+        (lambda: ms_ssim_loss(x, x.float(), **kw), "input and target must have the same dtype"),
+        (lambda: ms_ssim(x, x, reduction="avg", **kw), "reduction"), (lambda: ssim(x, x, reduction="avg"), "reduction"),
+        (lambda: ms_ssim_loss(x, x, reduction="avg", **kw), "reduction"),
+        (lambda: mixed_ms_ssim_l1_loss(x, x, reduction="avg", **kw), "reduction"),
+        (lambda: MixedMSSSIML1Loss(reduction="avg"), "reduction"), (lambda: MSSSIMLoss(reduction="avg"), "reduction"),
+        (lambda: mixed_ms_ssim_l1_loss(x, x, alpha=-0.1, **kw), "alpha"), (lambda: mixed_ms_ssim_l1_loss(x, x, alpha=True, **kw), "alpha"),
+        (lambda: mixed_ms_ssim_l1_loss(x, x, alpha="0.5", **kw), "alpha"), (lambda: MixedMSSSIML1Loss(alpha=1.01), "alpha"),
+        (lambda: MixedMSSSIML1Loss(alpha=-0.1), "alpha"), (lambda: MixedMSSSIML1Loss(alpha=True), "alpha"),
+        (lambda: MixedMSSSIML1Loss(alpha="0.5"), "alpha"),
+        (lambda: ms_ssim(x[..., :16, :16], x[..., :16, :16], **kw), "x"),
+        (lambda: ms_ssim_loss(x[..., :16, :16], x[..., :16, :16], **kw), "input"),
+        (lambda: ssim(x[..., :4, :], x[..., :4, :]), "x"),
+        (lambda: ms_ssim(x, 1 - x, nonneg="none", **kw), "ms_ssim"),
+    ]
+    for call, name in cases:
+        # a bare argument name must be followed by ':' (a shape check naming two arguments does not count)
+        with pytest.raises(ValueError, match=rf"^{name}:" if name.isidentifier() else rf"^{name}(?:[:, ]|$)"):
+            call()
+
+
+def test_alpha_bounds_are_inclusive():
+    "alpha in [0, 1] inclusive, ints accepted: 0 is the L1 term alone, 1 the MS-SSIM term alone."
+    x, y = _pair(2, 1, 40, seed=40)
+    kw = dict(win_size=5, scales=3, reduction="none")
+    l1 = (y - x).abs().flatten(1).mean(1)
+    for alpha in (0, 0.0):
+        torch.testing.assert_close(mixed_ms_ssim_l1_loss(y, x, alpha=alpha, **kw), l1, rtol=0, atol=1e-15)
+        torch.testing.assert_close(MixedMSSSIML1Loss(alpha, **kw)(y, x), l1, rtol=0, atol=1e-15)
+    for alpha in (1, 1.0):
+        torch.testing.assert_close(mixed_ms_ssim_l1_loss(y, x, alpha=alpha, **kw), ms_ssim_loss(y, x, **kw))
+        torch.testing.assert_close(MixedMSSSIML1Loss(alpha, **kw)(y, x), ms_ssim_loss(y, x, **kw))
+    assert MixedMSSSIML1Loss(1).alpha == 1.0 and MixedMSSSIML1Loss().alpha == 0.84
+
+
+def test_defaults_are_pinned():
+    "Every default: the value with the defaults equals the value with the explicit defaults, and differs from another."
+    x, y = _pair(1, 1, 161, seed=41, noise=0.1, smooth=True)
+    full = dict(data_range=1.0, win_size=11, sigma=1.5, K=(0.01, 0.03))
+    torch.testing.assert_close(gaussian_window(), gaussian_window(11, 1.5), rtol=0, atol=0)
+    assert gaussian_window().shape == (11,) and not torch.allclose(gaussian_window(), gaussian_window(11, 2.0))
+    torch.testing.assert_close(ssim_map(x, y), ssim_map(x, y, **full), rtol=0, atol=0)
+    torch.testing.assert_close(ssim(x, y), ssim(x, y, **full, reduction="mean"), rtol=0, atol=0)
+    cs, s = ms_ssim_terms(x, y)
+    cs_e, s_e = ms_ssim_terms(x, y, **full, scales=5)
+    assert cs.shape == (5, 1, 1)
+    torch.testing.assert_close((cs, s), (cs_e, s_e), rtol=0, atol=0)
+    ref = ms_ssim(x, y, **full, scales=5, weights=MS_SSIM_WEIGHTS, nonneg="relu", reduction="mean")
+    torch.testing.assert_close(ms_ssim(x, y), ref, rtol=0, atol=0)
+    torch.testing.assert_close(ms_ssim_loss(x, y), 1 - ref, rtol=0, atol=0)
+    torch.testing.assert_close(MSSSIMLoss()(x, y), 1 - ref, rtol=0, atol=0)
+    l1 = (x - y).abs().mean()
+    torch.testing.assert_close(mixed_ms_ssim_l1_loss(x, y), 0.84 * (1 - ref) + 0.16 * l1, rtol=0, atol=1e-15)
+    torch.testing.assert_close(MixedMSSSIML1Loss()(x, y), 0.84 * (1 - ref) + 0.16 * l1, rtol=0, atol=1e-15)
+    m = MSSSIMLoss()
+    assert (m.data_range, m.win_size, m.sigma, m.K, m.weights, m.nonneg, m.reduction) == \
+        (1.0, 11, 1.5, (0.01, 0.03), MS_SSIM_WEIGHTS, "relu", "mean")
+    # and another value of each changes the result
+    for kw in (dict(data_range=2.0), dict(win_size=9), dict(sigma=1.0), dict(K=(0.02, 0.03)), dict(K=(0.01, 0.05))):
+        assert (ssim(x, y, **kw) - ssim(x, y)).abs() > 1e-9
+        assert (ms_ssim(x, y, **kw) - ms_ssim(x, y)).abs() > 1e-12
+
+
+def test_outputs_in_the_inputs_dtype():
+    "Half inputs are computed in float32 and every output is returned in the inputs' dtype."
+    x, y = _pair(2, 1, 40, seed=42, dtype=torch.float32)
+    xb, yb = x.bfloat16(), y.bfloat16()
+    kw = dict(win_size=5)
+    assert ssim_map(xb, yb, **kw).dtype == torch.bfloat16
+    # computed in float32 from the bf16 values (x*x, y*y, x*y included), rounded to bf16 once at the end
+    assert torch.equal(ssim_map(xb, yb, **kw), ssim_map(xb.float(), yb.float(), **kw).bfloat16())
+    assert torch.equal(ssim_map(yb, xb, **kw), ssim_map(yb.float(), xb.float(), **kw).bfloat16())
+    assert torch.equal(ms_ssim(xb, yb, scales=3, reduction="none", **kw),
+                       ms_ssim(xb.float(), yb.float(), scales=3, reduction="none", **kw).bfloat16())
+    v, cs = ssim(xb, yb, return_cs=True, **kw)
+    assert v.dtype == cs.dtype == torch.bfloat16
+    cs, s = ms_ssim_terms(xb, yb, scales=3, **kw)
+    assert cs.dtype == s.dtype == torch.bfloat16
+    assert ms_ssim(xb, yb, scales=3, **kw).dtype == torch.bfloat16
+    assert mixed_ms_ssim_l1_loss(xb, yb, scales=3, **kw).dtype == torch.bfloat16
+
+
+def test_ssim_return_cs_is_reduced_like_the_value():
+    x, y = _pair(3, 2, 30, seed=43)
+    s_none, cs_none = ssim(x, y, win_size=5, reduction="none", return_cs=True)
+    assert s_none.shape == cs_none.shape == (3,)
+    torch.testing.assert_close(s_none, ssim(x, y, win_size=5, reduction="none"), rtol=0, atol=0)
+    cs_map, _ = ms_ssim_terms(x, y, win_size=5, scales=1)
+    torch.testing.assert_close(cs_none, cs_map[0].mean(1), rtol=0, atol=1e-15)
+    for red, f in (("mean", torch.mean), ("sum", torch.sum)):
+        s, cs = ssim(x, y, win_size=5, reduction=red, return_cs=True)
+        torch.testing.assert_close((s, cs), (f(s_none), f(cs_none)), rtol=0, atol=1e-15)
+    assert not torch.allclose(s_none, cs_none)
+
+
+def test_ssim_data_range_scales_both_constants():
+    "C1 = (K1 R)², C2 = (K2 R)²: R·x and R·y with data_range R give the SSIM map of x and y, for R ≠ 1."
+    x, y = _pair(2, 2, 30, seed=44, noise=0.1)
+    for R in (255.0, 0.01):
+        torch.testing.assert_close(ssim_map(R * x, R * y, data_range=R, win_size=5), ssim_map(x, y, win_size=5),
+                                   rtol=0, atol=1e-10)
+        s, cs = ssim(R * x, R * y, data_range=R, win_size=5, reduction="none", return_cs=True)
+        torch.testing.assert_close((s, cs), ssim(x, y, win_size=5, reduction="none", return_cs=True), rtol=0, atol=1e-10)
+        # and the constants do matter: the same images with R = 1 give another value
+        assert (ssim(R * x, R * y, win_size=5) - ssim(x, y, win_size=5)).abs() > 1e-6
+
+
+def test_safe_pow_has_zero_gradient_at_zero():
+    "The helper behind Eq. (5)'s powers: t**w for t >= 0, value 0 and gradient 0 (not inf) where t == 0."
+    from lossbook.vision.ms_ssim_loss import _safe_pow
+    t = torch.tensor([0.0, 0.25, 1.0], dtype=F64, requires_grad=True)
+    v = _safe_pow(t, torch.tensor(0.5, dtype=F64))
+    torch.testing.assert_close(v, torch.tensor([0.0, 0.5, 1.0], dtype=F64))
+    v.sum().backward()
+    torch.testing.assert_close(t.grad, torch.tensor([0.0, 1.0, 0.5], dtype=F64))
+
+
+def test_edge_values_that_are_legal():
+    "win_size 1 (one tap, no blur), zero weights (a scale left out) and nonneg='none' with positive factors are legal."
+    torch.testing.assert_close(gaussian_window(1, 1.5, F64), torch.ones(1, dtype=F64))
+    x, y = _pair(2, 1, 20, seed=45, noise=0.1, smooth=True)
+    assert torch.isfinite(ssim(x, y, win_size=1, reduction="none")).all()
+    w = [0.5, 0.0, 0.5]
+    cs, s = ms_ssim_terms(x, y, win_size=3, scales=3)
+    t = torch.cat([cs[:-1], s[None]])
+    assert (t > 0).all()
+    expect = (t ** torch.tensor(w, dtype=F64).view(-1, 1, 1)).prod(0).mean(1)
+    torch.testing.assert_close(ms_ssim(x, y, win_size=3, weights=w, reduction="none"), expect, rtol=0, atol=1e-14)
+    # every factor positive: 'none' is Eq. (5) as it stands, equal to 'relu'
+    torch.testing.assert_close(ms_ssim(x, y, win_size=3, scales=3, nonneg="none"), ms_ssim(x, y, win_size=3, scales=3),
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\(min -0\.\d+: anti-correlated images\) and has no fractional power; use "
+                                         r"nonneg='relu' or 'simple'$"):
+        ms_ssim(x, 1 - x, win_size=3, scales=3, nonneg="none")
+
+
+def test_shape_and_dtype_messages_name_the_right_image():
+    x = torch.rand(2, 1, 40, 40, dtype=F64)
+    kw = dict(win_size=5, scales=3)
+    for call, msg in [
+        (lambda: ms_ssim(x[0], x[0], **kw), "x: expected 4 dimensions"), (lambda: ms_ssim(x, x[0], **kw), "y: expected 4 dimensions"),
+        (lambda: ssim(x[0], x), "x: expected 4 dimensions"), (lambda: ssim(x, x[None]), "y: expected 4 dimensions"),
+        (lambda: ms_ssim_loss(x[0], x[0], **kw), "input: expected 4 dimensions"),
+        (lambda: ms_ssim_loss(x, x[0], **kw), "target: expected 4 dimensions"),
+        (lambda: ssim(x.long(), x.long()), "x: expected a floating-point tensor"),
+        (lambda: ssim(x, x.long()), "y: expected a floating-point tensor"),
+        (lambda: ms_ssim(x, x[:1], **kw), "x and y must have the same shape"),
+        (lambda: ms_ssim_loss(x, x[:1], **kw), "input and target must have the same shape"),
+    ]:
+        with pytest.raises(ValueError, match="^" + msg):
+            call()
+
+
+def test_ssim_accepts_images_of_one_window():
+    "One scale needs a side of win_size only: an 11 x 11 image has exactly one SSIM position with the default window."
+    x, y = _pair(2, 1, 11, seed=46, noise=0.1)
+    assert ssim_map(x, y).shape == (2, 1, 1, 1)
+    torch.testing.assert_close(ssim(x, y, reduction="none"), ssim_map(x, y).flatten(1).mean(1))

@@ -384,3 +384,173 @@ def test_noise_variance_is_clamped_at_zero():
     d = snr_distance(q, q + 1e-4)
     assert (d >= 0).all() and torch.isfinite(d).all()
     assert (snr_distance(q).diagonal() >= 0).all()
+
+
+# ---------------------------------------------------------------- what the second mutation run asked for
+def test_error_messages_start_with_the_argument_name():
+    "Each message starts with the argument's name (`name: ...`), in the functions and the modules."
+    e, y = _emb(6, 4, 17), _labels(6, 2)
+    const = e.clone()
+    const[0] = 2.0
+    cases = [
+        (lambda: snr_distance(e[0]), "query"), (lambda: snr_distance(e[:, :1]), "query"),
+        (lambda: snr_distance(e, e[0]), "ref"), (lambda: snr_distance(e, e.long()), "ref"),
+        (lambda: snr_distance(e, _emb(3, 5, 1)), "query and ref must have the same embedding size D"),
+        (lambda: snr_distance(e, e.float()), "query and ref must have the same dtype"),
+        (lambda: snr_distance(const), "query"), (lambda: snr_distance(const, e), "query"),
+        (lambda: snr_distance_paired(e[0], e), "a"), (lambda: snr_distance_paired(e, e[0]), "b"),
+        (lambda: snr_distance_paired(e[:, :1], e[:, :1]), "a"),
+        (lambda: snr_distance_paired(e, e[:, :3]), "a and b must have the same embedding size D"),
+        (lambda: snr_distance_paired(e, e.float()), "a and b must have the same dtype"),
+        (lambda: snr_distance_paired(e, e[:4]), "a and b must have the same shape"),
+        (lambda: snr_distance_paired(const, e), "a"),
+        (lambda: zero_mean_regularizer(e[0]), "embeddings"), (lambda: zero_mean_regularizer(e, "avg"), "reduction"),
+        (lambda: snr_contrastive_loss(e[0], y), "embeddings"), (lambda: snr_triplet_loss(e.long(), y), "embeddings"),
+        (lambda: snr_contrastive_loss(e, y[:5]), "labels"), (lambda: snr_triplet_loss(e, y.float()), "labels"),
+        (lambda: snr_contrastive_loss(e, torch.arange(6)), "labels"),
+        (lambda: snr_contrastive_loss(e, torch.zeros(6, dtype=torch.long)), "labels"),
+        (lambda: snr_triplet_loss(e, torch.arange(6)), "labels"),
+        (lambda: snr_contrastive_loss(e, y, reduction="avg"), "reduction"), (lambda: SNRContrastiveLoss(reduction="x"), "reduction"),
+        (lambda: snr_triplet_loss(e, y, reduction="avg"), "reduction"), (lambda: SNRTripletLoss(reduction="x"), "reduction"),
+        (lambda: snr_contrastive_loss(e, y, pos_margin=-0.1), "pos_margin"), (lambda: SNRContrastiveLoss(pos_margin=-1), "pos_margin"),
+        (lambda: snr_contrastive_loss(e, y, neg_margin=0.0), "neg_margin"), (lambda: SNRContrastiveLoss(neg_margin=0.0), "neg_margin"),
+        (lambda: snr_contrastive_loss(e, y, reg_weight=-1.0), "reg_weight"), (lambda: SNRContrastiveLoss(reg_weight=-1.0), "reg_weight"),
+        (lambda: snr_triplet_loss(e, y, margin=-0.1), "margin"), (lambda: SNRTripletLoss(margin=-0.1), "margin"),
+        (lambda: snr_triplet_loss(e, y, reg_weight=-1.0), "reg_weight"), (lambda: SNRTripletLoss(reg_weight=float("nan")), "reg_weight"),
+        (lambda: snr_triplet_loss(e, y, mining="hard"), "mining"), (lambda: SNRTripletLoss(mining="hard"), "mining"),
+    ]
+    for call, name in cases:
+        # a bare argument name must be followed by ':' (a shape check naming two arguments does not count)
+        with pytest.raises(ValueError, match=rf"^{name}:" if name.isidentifier() else rf"^{name}(?:[:, ]|$)"):
+            call()
+
+
+def test_zero_margins_and_weights_are_legal():
+    "pos_margin, reg_weight and the triplet margin may be 0 (>= 0); neg_margin must be > 0."
+    e, y = _emb(8, 5, 20), _labels(8, 2)
+    assert torch.isfinite(snr_contrastive_loss(e, y, pos_margin=0.0, reg_weight=0.0))
+    assert torch.isfinite(snr_triplet_loss(e, y, margin=0.0, reg_weight=0.0))
+    m = SNRContrastiveLoss(pos_margin=0.0, reg_weight=0.0)
+    assert (m.pos_margin, m.reg_weight) == (0.0, 0.0)
+    m = SNRTripletLoss(margin=0.0, reg_weight=0.0)
+    assert (m.margin, m.reg_weight) == (0.0, 0.0)
+
+
+def test_defaults_are_pinned():
+    "Every default: the value with the defaults equals the value with the explicit defaults, and differs from another."
+    e, y = _emb(12, 6, 21), _labels(12, 3)
+    assert snr_contrastive_loss(e, y) == snr_contrastive_loss(e, y, 0.0, 1.0, 0.0, "avg_nonzero", False, None, 1e-12)
+    for kw in (dict(pos_margin=0.5), dict(neg_margin=2.0), dict(reg_weight=0.1), dict(reduction="mean")):
+        assert snr_contrastive_loss(e, y) != snr_contrastive_loss(e, y, **kw)
+    assert snr_triplet_loss(e, y) == snr_triplet_loss(e, y, 0.2, 0.005, "all", "avg_nonzero", False, None, 1e-12)
+    for kw in (dict(margin=0.3), dict(reg_weight=0.0), dict(mining="semihard"), dict(reduction="mean")):
+        assert snr_triplet_loss(e, y) != snr_triplet_loss(e, y, **kw)
+    assert torch.equal(zero_mean_regularizer(e), zero_mean_regularizer(e, "mean"))
+    m = SNRContrastiveLoss()
+    assert (m.pos_margin, m.neg_margin, m.reg_weight, m.reduction, m.gather_distributed, m.distance, m.eps) == \
+        (0.0, 1.0, 0.0, "avg_nonzero", False, None, 1e-12)
+    m = SNRTripletLoss()
+    assert (m.margin, m.reg_weight, m.mining, m.reduction, m.gather_distributed, m.distance, m.eps) == \
+        (0.2, 0.005, "all", "avg_nonzero", False, None, 1e-12)
+    # eps: a row whose variance is 1e-14 of its mean square is constant for eps = 1e-12, not for eps = 1e-16
+    q = 1 + 1e-7 * _emb(3, 6, 22)
+    with pytest.raises(ValueError, match="constant"):
+        snr_distance(q)
+    with pytest.raises(ValueError, match="constant"):
+        snr_distance_paired(q, q)
+    assert torch.isfinite(snr_distance(q, eps=1e-16)).all() and torch.isfinite(snr_distance_paired(q, q, eps=1e-16)).all()
+    e2 = e.clone()
+    e2[0] = 1 + 1e-7 * _emb(1, 6, 23)
+    for f in (snr_contrastive_loss, snr_triplet_loss, SNRContrastiveLoss(), SNRTripletLoss()):
+        with pytest.raises(ValueError, match="constant"):
+            f(e2, y)
+    for f in (lambda e, y: snr_contrastive_loss(e, y, eps=1e-16), lambda e, y: snr_triplet_loss(e, y, eps=1e-16),
+              SNRContrastiveLoss(eps=1e-16), SNRTripletLoss(eps=1e-16)):  # the modules pass their eps on
+        assert torch.isfinite(f(e2, y))
+
+
+def test_modules_pass_every_setting_through():
+    e, y = _emb(12, 6, 24), _labels(12, 3)
+    eucl = lambda q, r: torch.cdist(q, r) ** 2
+    m = SNRContrastiveLoss(0.1, 1.5, 0.05, "none", False, eucl, 1e-10)
+    torch.testing.assert_close(m(e, y), snr_contrastive_loss(e, y, 0.1, 1.5, 0.05, "none", False, eucl, 1e-10), rtol=0, atol=0)
+    m = SNRTripletLoss(0.3, 0.01, "semihard", "sum", False, eucl, 1e-10)
+    torch.testing.assert_close(m(e, y), snr_triplet_loss(e, y, 0.3, 0.01, "semihard", "sum", False, eucl, 1e-10), rtol=0, atol=0)
+    assert repr(SNRTripletLoss(0.3, 0.01, "semihard", "sum")).endswith(
+        "(margin=0.3, reg_weight=0.01, mining='semihard', reduction='sum')")
+
+
+@pytest.mark.parametrize("call,expected", [
+    (lambda e, y: snr_contrastive_loss(e, y), False), (lambda e, y: snr_triplet_loss(e, y), False),
+    (lambda e, y: snr_contrastive_loss(e, y, gather_distributed=True), True),
+    (lambda e, y: snr_triplet_loss(e, y, gather_distributed=True), True),
+    (lambda e, y: SNRContrastiveLoss()(e, y), False), (lambda e, y: SNRTripletLoss()(e, y), False),
+    (lambda e, y: SNRContrastiveLoss(gather_distributed=True)(e, y), True),
+    (lambda e, y: SNRTripletLoss(gather_distributed=True)(e, y), True),
+])
+def test_gather_distributed_reaches_ddp_active(monkeypatch, call, expected):
+    import lossbook.metric.snr_distance as mod
+    seen = []
+    real = mod.ddp_active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    call(_emb(8, 5, 25), _labels(8, 2))
+    assert seen == [expected]
+
+
+@pytest.mark.parametrize("loss", [snr_contrastive_loss, snr_triplet_loss])
+@pytest.mark.parametrize("reduction", ["avg_nonzero", "mean", "sum", "none"])
+def test_gathers_only_when_ddp_is_active(monkeypatch, loss, reduction):
+    "Without DDP (or gather_distributed=False under DDP) nothing is gathered or summed over ranks; with it, exactly."
+    import lossbook.metric.snr_distance as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append("gather") or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    e, y = _emb(8, 5, 26), _labels(8, 2)
+    ref = loss(e, y, reduction=reduction)
+    assert calls == []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(loss(e, y, reduction=reduction, gather_distributed=False), ref, rtol=0, atol=0)
+    assert calls == []
+    torch.testing.assert_close(loss(e, y, reduction=reduction, gather_distributed=True), ref, rtol=0, atol=0)
+    assert sorted(calls) == ["gather", "gather", "slice"]
+
+
+def test_triplet_uses_a_custom_distance():
+    e, y = _emb(10, 5, 27), _labels(10, 2)
+    sq = lambda q, r: torch.cdist(q, r) ** 2
+    got = snr_triplet_loss(e, y, margin=0.5, reg_weight=0.0, reduction="sum", distance=sq)
+    d = sq(e, e)
+    want = sum((d[a, p] - d[a, n] + 0.5).clamp_min(0) for a in range(10) for p in range(10) for n in range(10)
+               if a != p and y[a] == y[p] and y[a] != y[n])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert (got - snr_triplet_loss(e, y, margin=0.5, reg_weight=0.0, reduction="sum")).abs() > 1e-3
+
+
+@pytest.mark.parametrize("loss", [snr_contrastive_loss, snr_triplet_loss])
+def test_counts_are_summed_over_ranks_only_under_ddp(monkeypatch, loss):
+    import lossbook.metric.snr_distance as mod
+    seen = []
+    real = mod.all_sum
+    monkeypatch.setattr(mod, "all_sum", lambda x, active=True: seen.append(active) or real(x, active))
+    e, y = _emb(8, 5, 28), _labels(8, 2)
+    loss(e, y)
+    loss(e, y, gather_distributed=True)  # no process group: DDP is not active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    n_before = len(seen)
+    loss(e, y, gather_distributed=True)
+    assert seen[:n_before] == [False] * n_before and seen[n_before:] == [True] * (len(seen) - n_before) and len(seen) > n_before
+
+
+@pytest.mark.parametrize("loss", [snr_contrastive_loss, snr_triplet_loss])
+def test_fake_second_rank_gives_the_rows_of_the_whole_batch(monkeypatch, loss):
+    "Rank 0 of two (faked: gather appends the other rank's rows): per-anchor losses are those of the whole batch."
+    import lossbook.metric.snr_distance as mod
+    e, y = _emb(12, 5, 29), _labels(12, 3)
+    full = loss(e, y, reg_weight=0.1, reduction="none")
+    mine = e[:5]
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    monkeypatch.setattr(mod, "gather", lambda t: torch.cat([t, (e if t.is_floating_point() else y)[5:]]))
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: slice(0, n))
+    got = loss(mine, y[:5], reg_weight=0.1, reduction="none", gather_distributed=True)
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, full[:5], rtol=1e-12, atol=1e-12)

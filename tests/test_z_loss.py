@@ -438,3 +438,49 @@ def test_small_sigma_with_eps_zero_and_two_class_weights():
     o_c, S1, S2 = spherical_stats(h, W, torch.tensor([0, 1, 1, 0]))
     torch.testing.assert_close(S1, (h @ W.T).sum(1))
     assert spherical_cache(W)[0].shape == (3, 3)
+
+
+# ---------------------------------------------------------------- what the second mutation run asked for
+def test_module_repr_shows_every_hyper_parameter():
+    assert repr(ZLoss()) == "ZLoss(a=1.0, b=sqrt(D-1)/2, eps=1e-08, reduction='mean')"
+    assert repr(ZLoss(a=2.0, b=0.5, eps=0.0, reduction="sum")) == "ZLoss(a=2.0, b=0.5, eps=0.0, reduction='sum')"
+
+
+def test_constant_row_with_eps_zero_names_logits():
+    o = torch.randn(3, 5, dtype=torch.float64)
+    o[1] = 0.7
+    msg = r"^logits: a row has all D logits equal \(sigma = 0\) and eps=0; pass eps > 0 or vary the logits$"
+    with pytest.raises(ValueError, match=msg):
+        z_scores(o, eps=0.0)
+    with pytest.raises(ValueError, match=msg):
+        z_loss(o, torch.zeros(3, dtype=torch.long), eps=0.0)
+    assert torch.equal(z_scores(o)[1], torch.zeros(5, dtype=torch.float64))  # eps > 0: a constant row gives z = 0
+
+
+def test_spherical_stats_and_from_stats_messages_name_the_argument():
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    W = torch.randn(9, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 9, (4,), generator=g)
+    WtW, Wt1 = spherical_cache(W)
+    cases = [
+        (lambda: spherical_stats(h, W.long(), y), "W: expected a floating-point tensor"),
+        (lambda: spherical_stats(h, W.long(), y, WtW, Wt1), "W: expected a floating-point tensor"),
+        (lambda: spherical_stats(h, W[:1], torch.zeros(4, dtype=torch.long), WtW, Wt1), r"W: expected at least 2 sample\(s\)"),
+        (lambda: spherical_stats(h, W, y, WtW[None], Wt1), "WtW: expected 2 dimensions"),
+        (lambda: spherical_stats(h, W, y, WtW[0], Wt1), "WtW: expected 2 dimensions"),
+        (lambda: spherical_stats(h, W, y, WtW, Wt1[None]), "Wt1: expected 1 dimensions"),
+        (lambda: spherical_stats(h, W, y, WtW, WtW), "Wt1: expected 1 dimensions"),
+        (lambda: spherical_stats(h, W, y.float()), "target: expected an integer tensor"),
+    ]
+    o_c, S1, S2 = spherical_stats(h, W, y)
+    cases += [
+        (lambda: z_loss_from_stats(o_c[:, None], S1[:, None], S2[:, None], 9), "o_c: expected 1 dimensions"),
+        (lambda: z_loss_from_stats(o_c[:, None], S1, S2, 9), "o_c: expected 1 dimensions"),
+    ]
+    const = torch.full((2,), 3.0, dtype=torch.float64)  # every logit 3: S1 = 30, S2 = 90, sigma = 0
+    cases.append((lambda: z_loss_from_stats(const, 10 * const, 30 * const, 10, eps=0.0),
+                  r"S1, S2: a row has sigma = 0 and eps=0; pass eps > 0$"))
+    for call, msg in cases:
+        with pytest.raises(ValueError, match="^" + msg):
+            call()
