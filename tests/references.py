@@ -609,3 +609,42 @@ def focal_supcon_ref(z, labels, temperature=0.07, focal=True, normalize_by="all"
 
 
 REFERENCES["focal_supcon_loss"] = focal_supcon_ref
+
+
+# --- card 40, Hard Patches Mining's loss-prediction objectives (Wang et al. 2023) ---------------------------------------
+def relative_loss_prediction_ref(pred, target_loss, eps=1e-6):
+    """Eq. 2 of the notebook: per image, over the ordered pairs (j, k) with l_j != l_k,
+    -1[l_k > l_j] log(sigmoid(p_k - p_j) + eps) - 1[l_k < l_j] log(1 - sigmoid(p_k - p_j) + eps), averaged over those
+    pairs (0 when there is none); the mean over the images."""
+    P, T = _rows(pred), _rows(target_loss)
+    per_image = []
+    for p, t in zip(P, T):
+        terms = []
+        for j in range(len(p)):
+            for k in range(len(p)):
+                if t[j] == t[k]:
+                    continue
+                d = p[k] - p[j]
+                if eps == 0:  # -log sigmoid(d) = softplus(-d), -log(1 - sigmoid(d)) = softplus(d)
+                    terms.append(_softplus(-d) if t[k] > t[j] else _softplus(d))
+                    continue
+                s = 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
+                terms.append(-math.log(s + eps) if t[k] > t[j] else -math.log(1.0 - s + eps))
+        per_image.append(math.fsum(terms) / len(terms) if terms else 0.0)
+    return torch.tensor(math.fsum(per_image) / len(per_image), dtype=torch.float64)
+
+
+def zscore_loss_prediction_ref(pred, target_loss):
+    """Eq. 3 of the notebook: per image, the mean of (p_j - (l_j - mean l) / sqrt(var l + 1e-6))^2, var unbiased;
+    the mean over the images."""
+    P, T = _rows(pred), _rows(target_loss)
+    per_image = []
+    for p, t in zip(P, T):
+        m = math.fsum(t) / len(t)
+        v = math.fsum((x - m) ** 2 for x in t) / (len(t) - 1)
+        per_image.append(math.fsum((a - (b - m) / math.sqrt(v + 1e-6)) ** 2 for a, b in zip(p, t)) / len(p))
+    return torch.tensor(math.fsum(per_image) / len(per_image), dtype=torch.float64)
+
+
+REFERENCES["relative_loss_prediction_loss"] = relative_loss_prediction_ref
+REFERENCES["zscore_loss_prediction_loss"] = zscore_loss_prediction_ref
