@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class LossSpec:
     example: Callable = field(repr=False)  # example(batch, dtype, device, seed) -> (args, kwargs)
     reductions: tuple = ("mean", "sum", "none")  # the reductions the function accepts (empty: none)
     min_batch: int = 2  # the smallest batch `example` supports
+    constant_inputs: tuple = ()  # names of floating inputs the loss detaches by design (no gradient is asked of them)
 
     @property
     def qualname(self) -> str:
@@ -48,6 +50,7 @@ def register(
     batch_coupled: bool = False,  # couples the samples of a batch
     reductions: tuple = ("mean", "sum", "none"),  # accepted values of `reduction`
     min_batch: int = 2,  # the smallest batch the example supports
+    constant_inputs: tuple = (),  # names of floating inputs the loss detaches by design (e.g. a target)
     name: str | None = None,  # default: fn.__name__
 ) -> LossSpec:
     "Register a loss (idempotent for the same function: re-running a notebook cell replaces the entry)."
@@ -59,11 +62,14 @@ def register(
     bad = [r for r in reductions if r not in ("mean", "sum", "none")]
     if bad:
         raise ValueError(f"register({name}): unknown reduction(s) {bad}")
+    unknown = [c for c in constant_inputs if c not in inspect.signature(fn).parameters]
+    if unknown:
+        raise ValueError(f"register({name}): constant_inputs {unknown} are not parameters of {fn.__name__}")
     old = _REGISTRY.get(name)
     if old is not None and old.fn.__module__ != fn.__module__:
         raise ValueError(f"register: {name!r} is already registered by {old.fn.__module__}")
     spec = LossSpec(name, fn, module, int(card), str(theme), bool(batch_coupled), example, tuple(reductions),
-                    int(min_batch))
+                    int(min_batch), tuple(constant_inputs))
     _REGISTRY[name] = spec
     return spec
 

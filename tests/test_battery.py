@@ -52,11 +52,20 @@ def _batched(spec, args, kwargs, batch):
     return [t for t in _named_tensors(spec, args, kwargs) if t[3].ndim > 0 and t[3].shape[0] == batch]
 
 
+def _with_grad(spec, args, kwargs, copy=True):
+    "The inputs with requires_grad on every floating tensor, except those the spec declares constant_inputs."
+    params = list(inspect.signature(spec.fn).parameters)
+    def wants(name, t):
+        return isinstance(t, torch.Tensor) and t.is_floating_point() and name not in spec.constant_inputs
+    def on(t):
+        return (t.detach().clone() if copy else t).requires_grad_()
+    args = [on(a) if wants(params[i] if i < len(params) else None, a) else a for i, a in enumerate(args)]
+    kwargs = {k: on(v) if wants(k, v) else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
 def _call_with_grad(spec, args, kwargs):
-    args = [a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-            for a in args]
-    kwargs = {k: v.detach().clone().requires_grad_() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-              for k, v in kwargs.items()}
+    args, kwargs = _with_grad(spec, args, kwargs)
     value = spec.fn(*args, **kwargs)
     value.backward()
     grads = [a.grad for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor) and a.requires_grad]
@@ -75,6 +84,22 @@ def test_every_paper_module_registers_a_loss():
             assert not any(s.fn.__module__ == mod for s in SPECS), f"{info.slug}: says no_loss but registers one"
             continue
         assert any(s.fn.__module__ == mod for s in SPECS), f"{info.slug}: its notebook registers no loss"
+
+
+def test_constant_inputs_are_not_asked_for_gradients():
+    "A loss that detaches a declared constant input passes; an undeclared detached input would give no gradient."
+    from lossbook.registry import LossSpec
+    def ranked(pred, target):
+        return (pred - target.detach()).pow(2).mean()
+    def ex(batch, dtype=torch.float64, device="cpu", seed=0):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(batch, 3, generator=g, dtype=dtype), torch.randn(batch, 3, generator=g, dtype=dtype)), {}
+    declared = LossSpec("ranked", ranked, None, 0, "toy", False, ex, ("mean",), 2, ("target",))
+    _, grads = _call_with_grad(declared, *ex(4))
+    assert len(grads) == 1 and torch.isfinite(grads[0]).all()
+    undeclared = LossSpec("ranked", ranked, None, 0, "toy", False, ex, ("mean",), 2)
+    _, grads = _call_with_grad(undeclared, *ex(4))
+    assert grads[1] is None  # the battery's finite-gradient check fails on this, as it should
 
 
 def test_every_loss_has_an_independent_reference():
@@ -216,9 +241,7 @@ def _ddp_worker(rank, world, name, sizes):
     start, stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
     take = lambda t: (t[start:stop] if isinstance(t, torch.Tensor) and t.ndim and t.shape[0] == sum(sizes) else t)
     args, kwargs = [take(a) for a in args], {k: take(v) for k, v in kwargs.items()}
-    args = [a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-    kwargs = {k: v.requires_grad_() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-              for k, v in kwargs.items()}
+    args, kwargs = _with_grad(spec, args, kwargs, copy=False)
     value = spec.fn(*args, **kwargs, gather_distributed=True)
     value.backward()
     grads = [t.grad / world for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor) and t.requires_grad]
