@@ -5,6 +5,7 @@ and seeds (hypothesis), dtypes, corrupted inputs, extreme scales, bf16 autocast,
 and an independent computation of its value at the default arguments (tests/references.py).
 """
 import inspect
+import sys
 import math
 
 import pytest
@@ -232,6 +233,28 @@ def test_reductions_consistent(name):
     torch.testing.assert_close(spec.fn(*args, **kwargs, reduction="sum"), none.sum())
     with pytest.raises(ValueError, match="reduction"):
         spec.fn(*args, **kwargs, reduction="avg")
+
+
+# --- batch-coupled losses: the option reaches the core's DDP switch --------------------------------------------------------
+ROUTED = [n for n in COUPLED if hasattr(sys.modules[get(n).fn.__module__], "ddp_active")]
+
+
+@pytest.mark.parametrize("name", ROUTED)
+def test_gather_distributed_reaches_ddp_active(monkeypatch, name):
+    "`gather_distributed` (default False) reaches `core.ddp_active` as a bool, from the function and the module (one process)."
+    spec = get(name)
+    mod = sys.modules[spec.fn.__module__]
+    seen, real = [], mod.ddp_active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    args, kwargs = _example(spec)
+    calls = [(lambda: spec.fn(*args, **kwargs), False), (lambda: spec.fn(*args, **kwargs, gather_distributed=True), True)]
+    if spec.module is not None:
+        calls += [(lambda: spec.module()(*args, **kwargs), False),
+                  (lambda: spec.module(gather_distributed=True)(*args, **kwargs), True)]
+    for call, expected in calls:
+        seen.clear()
+        call()
+        assert seen and all(g is expected for g in seen), f"{name}: gather_distributed reached ddp_active as {seen}"
 
 
 # --- batch-coupled losses: 2 gloo processes == 1 process with the whole batch --------------------------------------------

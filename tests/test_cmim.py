@@ -320,17 +320,6 @@ def test_ddp_with_sample_ids_equals_one_process():
             torch.testing.assert_close(a, b[rows], rtol=1e-9, atol=1e-12)
 
 
-def test_gather_distributed_reaches_ddp_active(monkeypatch):
-    import lossbook.ssl.cmim as mod
-    seen = []
-    monkeypatch.setattr(mod, "ddp_active", lambda flag: seen.append(flag) or False)
-    _, z, mu, std = _gauss(4, 2)
-    cmim_contrastive_loss(z, mu, std, gather_distributed=True)
-    CMIMContrastiveLoss(gather_distributed=True)(z, mu, std)
-    cmim_contrastive_loss(z, mu, std)
-    assert seen == [True, True, False]
-
-
 # --- informative embeddings -----------------------------------------------------------------------------------------------------
 def test_informative_embedding():
     torch.manual_seed(0)

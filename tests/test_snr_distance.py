@@ -480,23 +480,6 @@ def test_modules_pass_every_setting_through():
         "(margin=0.3, reg_weight=0.01, mining='semihard', reduction='sum')")
 
 
-@pytest.mark.parametrize("call,expected", [
-    (lambda e, y: snr_contrastive_loss(e, y), False), (lambda e, y: snr_triplet_loss(e, y), False),
-    (lambda e, y: snr_contrastive_loss(e, y, gather_distributed=True), True),
-    (lambda e, y: snr_triplet_loss(e, y, gather_distributed=True), True),
-    (lambda e, y: SNRContrastiveLoss()(e, y), False), (lambda e, y: SNRTripletLoss()(e, y), False),
-    (lambda e, y: SNRContrastiveLoss(gather_distributed=True)(e, y), True),
-    (lambda e, y: SNRTripletLoss(gather_distributed=True)(e, y), True),
-])
-def test_gather_distributed_reaches_ddp_active(monkeypatch, call, expected):
-    import lossbook.metric.snr_distance as mod
-    seen = []
-    real = mod.ddp_active
-    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
-    call(_emb(8, 5, 25), _labels(8, 2))
-    assert seen == [expected]
-
-
 @pytest.mark.parametrize("loss", [snr_contrastive_loss, snr_triplet_loss])
 @pytest.mark.parametrize("reduction", ["avg_nonzero", "mean", "sum", "none"])
 def test_gathers_only_when_ddp_is_active(monkeypatch, loss, reduction):
