@@ -308,3 +308,14 @@ def _stats_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0)
 register(z_loss_from_stats, None, card=38, theme="classification", example=_stats_example)
 register(log_spherical_softmax_loss, LogSphericalSoftmaxLoss, card=38, theme="classification", example=_logits_example)
 register(log_taylor_softmax_loss, LogTaylorSoftmaxLoss, card=38, theme="classification", example=_logits_example)
+
+# %% ../../nbs/classification/z_loss.ipynb #6def3123
+_FACTORED = ("FactoredSphericalLayer", "spherical_loss_from_stats", "SPHERICAL_LOSSES")
+
+
+def __getattr__(name: str):
+    "Lazy re-export of the companion module's factored layer (`lossbook.classification.z_loss_factored`)."
+    if name in _FACTORED:
+        from lossbook.classification import z_loss_factored
+        return getattr(z_loss_factored, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
