@@ -326,6 +326,32 @@ def test_pgd_attack_stays_in_ball_and_range_and_increases_loss():
     assert torch.equal(pgd_attack(net, x, y, 0.1, 0, random_start=False), x)
 
 
+def test_pgd_attack_on_batchnorm_model_in_train_mode_leaves_state_alone():
+    # the label-range check used to run model(x[:1]) in the model's own mode: a BatchNorm1d in train mode fails on a
+    # batch of 1, and on a larger batch it would update the running statistics
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 4)).double()
+    with torch.no_grad():  # non-trivial running statistics
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    net.train()
+    x, y = _inputs(B=32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for loss in ("ce", "margin"):
+        xa = pgd_attack(net, x, y, 0.1, 3, loss=loss)
+        assert xa.shape == x.shape and (xa - x).abs().max() <= 0.1 + 1e-12
+    assert net.training and all(m.training for m in net.modules())  # the mode is restored
+    after = net.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # running stats and num_batches_tracked unchanged
+    assert all(p.grad is None for p in net.parameters())
+    with pytest.raises(ValueError, match="y"):  # the label check still works in train mode
+        pgd_attack(net, x, torch.full_like(y, 4), 0.1, 1)
+    assert net.training and all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
+    net.eval()
+    pgd_attack(net, x, y, 0.1, 2)
+    assert not net.training
+
+
 def test_pgd_attack_defaults_and_objectives(monkeypatch):
     net = _net()
     x, y = _inputs()

@@ -223,8 +223,16 @@ def pgd_attack(
     eps, steps, step_size, clamp = _check_attack(x, eps, steps, step_size, norm, clamp)
     check_labels(y, None, "y", batch=x.shape[0])
     check_choice(loss, "loss", ("ce", "margin"))
-    with torch.no_grad():
-        check_labels(y, model(x[:1]).shape[1], "y")  # the label range needs the number of scores
+    # the label range needs the number of scores: one forward in eval mode and without gradients, so that the check
+    # neither fails on a batch norm in train mode (a batch of 1) nor updates its running statistics
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            n_scores = model(x[:1]).shape[1]
+    finally:
+        model.train(was_training)
+    check_labels(y, n_scores, "y")
     if loss == "ce":
         objective = lambda h: F.cross_entropy(h, y, reduction="sum")
     else:
