@@ -251,8 +251,50 @@ def test_layer_custom_loss_fn_and_backprop():
     loss.backward()
     assert head.weight.grad is not None and torch.isfinite(head.weight.grad).all()
     layer.eval()
-    layer(h, y)
-    assert calls[-1] == ((6, 4), "mean")
+    _, l_eval = layer(h, y)
+    assert calls[-1] == ((6, 4), "none")  # eval takes the same reduction path as training
+    torch.testing.assert_close(l_eval, F.cross_entropy(head(h), y))
+
+
+def test_eval_uses_the_per_example_path_of_loss_fn():
+    "A loss_fn honouring only reduction='none' (as training requires) must give the batch mean in eval mode too."
+    h, y, W, b, masks = _data()
+    head = nn.Linear(5, 4).double()
+
+    def per_example_only(logits, target, reduction="mean"):
+        if reduction != "none":
+            raise AssertionError(f"called with reduction={reduction!r}")
+        return F.cross_entropy(logits, target, reduction="none") * (1 + target)  # example-dependent weights
+
+    layer = MultiSampleDropout(head, loss_fn=per_example_only)
+    layer(h, y, masks=masks)
+    layer.eval()
+    _, loss = layer(h, y)
+    with torch.no_grad():
+        want = (F.cross_entropy(head(h), y, reduction="none") * (1 + y)).mean()
+    torch.testing.assert_close(loss, want)
+
+
+def test_eval_ignores_masks():
+    h, y, W, b, masks = _data()
+    layer = MultiSampleDropout(nn.Linear(5, 4).double()).eval()
+    o, l = layer(h, y)
+    zeros = torch.zeros_like(masks)  # in training these masks would drop every feature
+    o2, l2 = layer(h, y, masks=zeros)
+    assert torch.equal(o2, o) and torch.equal(l2, l)
+    o3, _ = layer(h, masks=masks[:, :2])  # not even checked: there is no dropout to mask
+    assert torch.equal(o3, o)
+
+
+def test_masks_on_another_device_are_a_value_error():
+    h, y, W, b, masks = _data()
+    other = masks.to("meta")  # a device that differs from the features' on every machine
+    with pytest.raises(ValueError, match="^masks: expected a tensor on the features' device cpu, got meta"):
+        multi_sample_dropout_loss(h, y, W, b, masks=other)
+    with pytest.raises(ValueError, match="^masks: expected a tensor on the features' device"):
+        MultiSampleDropoutLoss()(h, y, W, b, masks=other)
+    with pytest.raises(ValueError, match="^masks: expected a tensor on the features' device"):
+        MultiSampleDropout(nn.Linear(5, 4).double())(h, y, masks=other)
 
 
 def test_module_equals_function_and_repr():

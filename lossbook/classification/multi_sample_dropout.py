@@ -36,9 +36,11 @@ def _check_p(p) -> float:
     return float(p)
 
 
-def _check_masks(masks, batch: int, num_samples: int, n_features: int) -> Tensor:
+def _check_masks(masks, batch: int, num_samples: int, n_features: int, device: torch.device) -> Tensor:
     if not isinstance(masks, Tensor):
         raise TypeError(f"masks: expected a torch.Tensor, got {type(masks).__name__}")
+    if masks.device != device:
+        raise ValueError(f"masks: expected a tensor on the features' device {device}, got {masks.device}")
     if masks.dtype != torch.bool:
         raise ValueError(f"masks: expected a bool tensor of keep indicators, got dtype {masks.dtype}")
     want = (batch, num_samples, n_features)
@@ -113,7 +115,7 @@ def multi_sample_dropout_loss(
     check_choice(combine, "combine", COMBINES)
     check_reduction(reduction)
     if masks is not None:
-        _check_masks(masks, B, num_samples, n_feat)
+        _check_masks(masks, B, num_samples, n_feat, features.device)
     # one head for all samples: $o_m = W \tilde h_m + b$
     logits = F.linear(_samples(features, num_samples, p, masks), weight, bias)
     loss = _combine(logits.reshape(B, num_samples, -1), target, combine, F.cross_entropy)
@@ -183,15 +185,19 @@ class MultiSampleDropout(nn.Module):
         self,
         features: Tensor,  # h, shape (B, F)
         target: Tensor | None = None,  # class indices (B,); None: no loss
-        masks: Tensor | None = None,  # bool keep masks (B, M, F), training mode only; None: drawn from torch's RNG
+        masks: Tensor | None = None,  # bool keep masks (B, M, F), training mode only (ignored, unchecked, in eval mode); None: drawn from torch's RNG
     ) -> tuple[Tensor, Tensor | None]:
+        "Training: (mean of the M sample logits, Eq. (2) or (4) loss averaged over the batch). Eval: dropout off, `masks` ignored: (head(features), mean loss)."
         _check_features(features)
         B, n_feat = features.shape
-        if not self.training:  # dropout off: the M samples coincide, the original network
+        if not self.training:  # dropout off: the M samples coincide, the original network; masks are ignored
             logits = self.head(features)
-            return logits, (None if target is None else self.loss_fn(logits, self._target(target, logits)))
+            if target is None:
+                return logits, None
+            # the same path as training: per-example losses (reduction='none'), then the batch mean
+            return logits, self.loss_fn(logits, self._target(target, logits), reduction="none").mean()
         if masks is not None:
-            _check_masks(masks, B, self.num_samples, n_feat)
+            _check_masks(masks, B, self.num_samples, n_feat, features.device)
         sample_logits = self.head(_samples(features, self.num_samples, self.p, masks))
         sample_logits = sample_logits.reshape(B, self.num_samples, -1)
         logits = sample_logits.mean(1)
