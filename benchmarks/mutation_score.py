@@ -20,7 +20,9 @@ unreachable default); judge them by reading the diff. Expect minutes to hours: e
     ... --exclude-functions "_*example" --equivalent equivalents.txt
 
 `--exclude-functions` takes fnmatch patterns of function names (`Class.method` for methods): their mutants are
-counted and listed in a separate line, never silently dropped. `--equivalent FILE` reads mutant names judged
+counted and listed in a separate line, never silently dropped. `--skip-functions` takes the same patterns and does not
+run those functions' unchecked mutants at all (reported as skipped, outside every ratio): for the registry example
+functions of a batch-coupled loss, whose every survivor would run the multi-process DDP battery tests. `--equivalent FILE` reads mutant names judged
 equivalent (one per line, anything after `#` is the reason): the raw score is printed first, then the score over
 the non-equivalent mutants. A `--resume` run keeps every earlier verdict: a killed mutant stays killed (tests were
 only added), a survivor is tested again, except those listed as equivalent (they stay survivors in the raw score).
@@ -105,6 +107,30 @@ def skip_docstring_mutants(work: Path, module: str) -> int:
     return len(marked)
 
 
+def skip_function_mutants(work: Path, module: str, patterns: list[str]) -> int:
+    "Mark the not yet checked mutants of the functions matching `patterns` 'skipped' (exit code 34): mutmut does not run them."
+    meta = work / "mutants" / (module + ".meta")
+    data = json.loads(meta.read_text())
+    codes = data["exit_code_by_key"]
+    marked = [m for m, c in codes.items() if c is None and any(fnmatch.fnmatchcase(function_of(m), p) for p in patterns)]
+    for m in marked:
+        codes[m] = 34
+    meta.write_text(json.dumps(data, indent=4))
+    return len(marked)
+
+
+def skip_listed_mutants(work: Path, module: str, names: dict[str, str]) -> int:
+    "Mark the not yet checked mutants among `names` (judged equivalent by reading them) 'skipped': mutmut does not run them."
+    meta = work / "mutants" / (module + ".meta")
+    data = json.loads(meta.read_text())
+    codes = data["exit_code_by_key"]
+    marked = [m for m in names if m in codes and codes[m] is None]
+    for m in marked:
+        codes[m] = 34
+    meta.write_text(json.dumps(data, indent=4))
+    return len(marked)
+
+
 def mutmut_config(module: str, tests: list[str], k: str | None = None) -> str:
     "The [tool.mutmut] table: mutate only `module`, run only `tests` (optionally only those matching `-k k`)."
     as_list = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
@@ -149,8 +175,9 @@ def report(work: Path, module: str, exclude: list[str], equivalents: dict[str, s
                          text=True).stdout
     status = dict(re.findall(r"^\s*(\S+): (\w[\w ]*)$", res, flags=re.M))
     docstrings = docstring_mutants(work, module)
-    # a docstring-only mutant marked 'skipped' (--skip-docstrings) is a survivor that was not run: no test reads __doc__
-    status = {m: ("survived" if s == "skipped" and m in docstrings else s) for m, s in status.items()}
+    # a docstring-only mutant marked 'skipped' (--skip-docstrings) is a survivor that was not run: no test reads __doc__;
+    # so is a mutant listed as equivalent and marked skipped by --resume before it was run (e.g. a device argument)
+    status = {m: ("survived" if s == "skipped" and (m in docstrings or m in equivalents) else s) for m, s in status.items()}
     tested = {m: s for m, s in status.items() if s in ("killed", "survived")}
     survived = [m for m, s in tested.items() if s == "survived"]
     n_killed = len(tested) - len(survived)
@@ -161,6 +188,9 @@ def report(work: Path, module: str, exclude: list[str], equivalents: dict[str, s
           + (" (those marked skipped were counted as survivors without being run)" if n_doc else ""))
     # a docstring-only mutant is equivalent by construction: judged so without a file
     equivalents = {**{m: "docstring only" for m in survived if m in docstrings}, **equivalents}
+    n_skipped = sum(s == "skipped" for s in status.values())
+    if n_skipped:
+        print(f"  {n_skipped} mutants skipped (--skip-functions) were not run: outside every ratio")
     others = {s for s in status.values()} - {"killed", "survived"}
     for s in sorted(others):
         print(f"  {s}: {sum(v == s for v in status.values())}")
@@ -211,11 +241,16 @@ def main():
                     help="fnmatch patterns of functions (e.g. '_*example') whose mutants are scored apart")
     ap.add_argument("--equivalent", metavar="FILE", default=None,
                     help="mutant names judged equivalent, one per line ('NAME  # reason'): also print the "
-                         "non-equivalent score")
+                         "non-equivalent score; with --resume, listed mutants not checked yet are not run (counted "
+                         "as survivors judged equivalent, like docstring-only mutants)")
     ap.add_argument("--report-only", action="store_true", help="with --resume: run nothing, print the scores")
     ap.add_argument("--continue", dest="cont", metavar="DIR", default=None,
                     help="a kept folder whose run was stopped: add the test order hook and check the remaining mutants "
                          "with the tests already there (no copy)")
+    ap.add_argument("--skip-functions", nargs="*", default=[], metavar="PATTERN",
+                    help="fnmatch patterns of functions (e.g. '_*example') whose not yet checked mutants are not run: "
+                         "marked skipped, reported as not tested, outside every ratio (saves the covering tests of "
+                         "their survivors, e.g. multi-process DDP tests)")
     ap.add_argument("--skip-docstrings", action="store_true",
                     help="do not run the mutants that change only a docstring (no test reads __doc__); they are "
                          "counted as survivors and reported as such")
@@ -230,6 +265,9 @@ def main():
         if args.skip_docstrings:
             print(f"{skip_docstring_mutants(work, args.module)} docstring-only mutants marked skipped (not run)",
                   flush=True)
+        if args.skip_functions:
+            print(f"{skip_function_mutants(work, args.module, args.skip_functions)} mutants of the functions "
+                  f"{args.skip_functions} marked skipped (not run, outside every ratio)", flush=True)
 
     if args.cont:
         work = Path(args.cont)
@@ -247,9 +285,13 @@ def main():
         for f in SUPPORT + test_names:  # the tests as they are now (mutmut copies tests/ into mutants/ itself)
             shutil.copy(ROOT / "tests" / f, work / "tests" / f)
         add_order_hook(work)
+        skip_docstrings(work)  # before listing the unchecked mutants: those marked skipped are not run
+        n_eq = skip_listed_mutants(work, args.module, equivalents)
+        if n_eq:
+            print(f"{n_eq} mutants not checked yet but listed as equivalent marked skipped (not run; counted as "
+                  f"survivors judged equivalent, like docstring-only mutants)", flush=True)
         res = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=work, capture_output=True,
                              text=True).stdout
-        skip_docstrings(work)
         names = re.findall(r"^\s*(\S+): survived$", res, flags=re.M)
         skipped = [m for m in names if m in equivalents]  # judged equivalent: no added test can kill them
         names = [m for m in names if m not in equivalents]

@@ -648,3 +648,353 @@ def zscore_loss_prediction_ref(pred, target_loss):
 
 REFERENCES["relative_loss_prediction_loss"] = relative_loss_prediction_ref
 REFERENCES["zscore_loss_prediction_loss"] = zscore_loss_prediction_ref
+
+
+# --- card 63, multi-sample dropout (Inoue 2019) -------------------------------------------------------------------------
+def multi_sample_dropout_ref(features, target, weight, bias=None, masks=None, p=0.5):
+    """Eqs. (1)-(2) of the notebook with the given keep masks (B, M, F): for each example and each sample m, the
+    logits W (d_m * h / (1 - p)) + b and their cross-entropy; the mean over the M samples, then over the batch."""
+    H, W = _rows(features), _rows(weight)
+    bvec = [0.0] * len(W) if bias is None else _rows(bias)
+    total = []
+    for h, c, mk in zip(H, target.tolist(), masks.tolist()):
+        losses = []
+        for keep in mk:
+            z = [v * (1.0 if k else 0.0) / (1 - p) for v, k in zip(h, keep)]
+            o = [math.fsum(w * x for w, x in zip(row, z)) + bb for row, bb in zip(W, bvec)]
+            top = max(o)
+            losses.append(top + math.log(math.fsum(math.exp(v - top) for v in o)) - o[c])
+        total.append(math.fsum(losses) / len(losses))
+    return torch.tensor(math.fsum(total) / len(total), dtype=torch.float64)
+
+
+REFERENCES["multi_sample_dropout_loss"] = multi_sample_dropout_ref
+
+
+# --- card 54, RankMixup's ranking losses (Noh et al. 2023) --------------------------------------------------------------
+def mixup_ranking_ref(logits_raw, logits_mix, margin=2.0):
+    """Eq. (4) of the notebook (the official default, on max logits): the mean over samples of
+    max(0, max_k mix_k - max_k raw_k + margin)."""
+    terms = [max(0.0, max(m) - max(r) + margin) for r, m in zip(_rows(logits_raw), _rows(logits_mix))]
+    return torch.tensor(math.fsum(terms) / len(terms), dtype=torch.float64)
+
+
+def mndcg_ref(logits_raw, logits_mix, y_mix):
+    """Eqs. (5)-(7) of the notebook: per sample, the raw item (relevance 1, confidence max softmax) first, then the M
+    mixups sorted by relevance max_k y_mix (descending, stable), DCG / IDCG with discounts 1/log2(t+1), the symmetric
+    ratio (DCG/IDCG if IDCG > DCG else IDCG/DCG), and 1 - that ratio; the mean over samples."""
+    def conf(row):
+        m = max(row)
+        e = [math.exp(v - m) for v in row]
+        return 1.0 / math.fsum(e)  # the softmax of the largest entry
+    raw, mix, ym = _rows(logits_raw), _rows(logits_mix), _rows(y_mix)
+    M, B = len(mix), len(raw)
+    out = []
+    for i in range(B):
+        items = sorted(((max(ym[j][i]), conf(mix[j][i]), j) for j in range(M)), key=lambda t: (-t[0], t[2]))
+        rel = [1.0] + [t[0] for t in items]
+        cs = [conf(raw[i])] + [t[1] for t in items]
+        dcg = math.fsum(c / math.log2(t + 2) for t, c in enumerate(cs))
+        idcg = math.fsum(r / math.log2(t + 2) for t, r in enumerate(rel))
+        out.append(1.0 - (dcg / idcg if idcg > dcg else idcg / dcg))
+    return torch.tensor(math.fsum(out) / B, dtype=torch.float64)
+
+
+REFERENCES["mixup_ranking_loss"] = mixup_ranking_ref
+REFERENCES["mndcg_loss"] = mndcg_ref
+
+
+# --- card 05, the Proto-Triplet and ICNN losses (Mendez-Ruiz et al. 2023) ------------------------------------------------
+def _pt_dist(a, b):
+    "Eq. (2): sqrt(||a - b||^2 + 1e-6), the official code's smoothed distance."
+    return math.sqrt(sum((u - v) ** 2 for u, v in zip(a, b)) + 1e-6)
+
+
+def proto_triplet_ref(query, query_labels, protos, margin=0.5):
+    "Eq. (3): mean over queries of max(0, d(q, c_y) - min_{k != y} d(q, c_k) + m)."
+    P, total = _rows(protos), 0.0
+    rows = _rows(query)
+    for q, c in zip(rows, query_labels.tolist()):
+        d = [_pt_dist(q, p) for p in P]
+        total += max(0.0, d[c] - min(v for j, v in enumerate(d) if j != c) + margin)
+    return torch.tensor(total / len(rows), dtype=torch.float64)
+
+
+def icnn_ref(x, labels, k=4, eps=1e-7):
+    """Eqs. (4)-(11), the official modified_score's algorithm with ipc = k + 1: for each sample its ipc nearest others
+    (self excluded); r = D / (nu + eps) over the first k, row-normalised by max(1, max r); lambda_sc = 1 - sum_i
+    [sum_S r / (|S_i| + eps)] / (#{|S_i| > 0} + eps); e = D (1 - S) / (max D (1 - S) + eps), lambda_dc likewise (1 when
+    no different-class neighbour anywhere); gamma = mean |S_i| / k (1 if k + 2 >= n); -log((lambda + gamma) / 2)."""
+    X, Y = _rows(x), labels.tolist()
+    n = len(X)
+    k = n - 2 if k + 2 >= n else k
+    p = k + 1
+    Ds, Ss = [], []
+    for i in range(n):
+        cand = sorted((_pt_dist(X[i], X[j]), j) for j in range(n) if j != i)[:p]
+        Ds.append([d for d, _ in cand])
+        Ss.append([Y[j] == Y[i] for _, j in cand])
+    sc, n_sc, dcd = 0.0, 0, []
+    for D, S in zip(Ds, Ss):
+        others = [d for d, s in zip(D, S) if not s]
+        r = [D[j] / (min(others) + eps) if others else 0.0 for j in range(k)]
+        top = max(1.0, max(r))
+        cnt = sum(S[:k])
+        sc += sum(r[j] / top for j in range(k) if S[j]) / (cnt + eps)
+        n_sc += cnt > 0
+        dcd.append([0.0 if S[j] else D[j] for j in range(k)])
+    lam_sc = 1 - sc / (n_sc + eps)
+    big = max(max(row) for row in dcd)
+    dc, n_dc = 0.0, 0
+    for row, S in zip(dcd, Ss):
+        cnt = k - sum(S[:k])
+        dc += sum(v / (big + eps) for v in row) / (cnt + eps)
+        n_dc += cnt > 0
+    lam_dc = dc / (n_dc + eps)
+    if n_dc == 0:
+        lam_dc = abs(lam_dc - 1)
+    gamma = sum(sum(S[:k]) / k for S in Ss) / n if k + 2 < n else 1.0
+    return torch.tensor(-math.log(((lam_sc + lam_dc) / 2 + gamma) / 2), dtype=torch.float64)
+
+
+REFERENCES["proto_triplet_loss"] = proto_triplet_ref
+REFERENCES["icnn_loss"] = icnn_ref
+
+
+# --- card 02, comp-sum losses and the smooth adversarial comp-sum loss (Mao, Mohri & Zhong 2023) ---------------------
+def _comp_sum_row(h, c, tau):
+    "Eq. (1)-(2): Phi^tau(u), u = sum_{y' != y} exp(h_y' - h_y); Phi^1 = log(1 + u), else ((1 + u)^(1 - tau) - 1)/(1 - tau)."
+    u = math.fsum(math.exp(v - h[c]) for k, v in enumerate(h) if k != c)
+    return math.log1p(u) if tau == 1.0 else ((1.0 + u) ** (1.0 - tau) - 1.0) / (1.0 - tau)
+
+
+def comp_sum_ref(logits, target, tau=1.0):
+    "The comp-sum loss at tau = 1 (cross-entropy): Phi^1(sum_{y' != y} exp(h_y' - h_y)); mean."
+    rows = _rows(logits)
+    return torch.tensor(math.fsum(_comp_sum_row(h, c, tau) for h, c in zip(rows, target.tolist())) / len(rows),
+                        dtype=torch.float64)
+
+
+def adv_comp_sum_ref(logits, adv_logits, target, tau=1.0, nu=6.0):
+    "Eq. (6) at given scores: comp-sum loss (tau = 1) + nu ||h(x') - h(x)||_2 with nu = 6; mean."
+    rows, adv = _rows(logits), _rows(adv_logits)
+    terms = [_comp_sum_row(h, c, tau) + nu * math.sqrt(math.fsum((a - b) ** 2 for a, b in zip(ha, h)))
+             for h, ha, c in zip(rows, adv, target.tolist())]
+    return torch.tensor(math.fsum(terms) / len(terms), dtype=torch.float64)
+
+
+REFERENCES["comp_sum_loss"] = comp_sum_ref
+REFERENCES["adv_comp_sum_loss"] = adv_comp_sum_ref
+
+
+# --- card 42, Histoformer's Pearson correlation loss (Sun et al. 2024) -------------------------------------------------
+def _pearson_rho_ref(a, b, eps=1e-6):
+    "Eq. (1): sum (a-ā)(b-b̄) / (sqrt(sum (a-ā)^2) sqrt(sum (b-b̄)^2) + eps), over every value of one image."
+    n = len(a)
+    ma, mb = math.fsum(a) / n, math.fsum(b) / n
+    sab = math.fsum((u - ma) * (v - mb) for u, v in zip(a, b))
+    saa, sbb = math.fsum((u - ma) ** 2 for u in a), math.fsum((v - mb) ** 2 for v in b)
+    return sab / (math.sqrt(saa) * math.sqrt(sbb) + eps)
+
+
+def pearson_loss_ref(input, target):
+    "Eq. (2): the mean over images of (1 - rho) / 2, each image flattened over C×H×W."
+    rows = [(_pearson_rho_ref(a, b)) for a, b in zip(_rows(input.flatten(1)), _rows(target.flatten(1)))]
+    return torch.tensor(math.fsum((1 - r) / 2 for r in rows) / len(rows), dtype=torch.float64)
+
+
+def l1_pearson_loss_ref(input, target):
+    "Eq. (3): L1 averaged over all values of the batch + the Pearson loss of Eq. (2), weights 1 and 1."
+    a, b = _rows(input.flatten()), _rows(target.flatten())
+    l1 = math.fsum(abs(u - v) for u, v in zip(a, b)) / len(a)
+    return torch.tensor(l1, dtype=torch.float64) + pearson_loss_ref(input, target)
+
+
+REFERENCES["pearson_loss"] = pearson_loss_ref
+REFERENCES["l1_pearson_loss"] = l1_pearson_loss_ref
+
+
+# --- card 04, LDR-KL, ALDR-KL and the noise-robust baselines (Zhu, Ying & Yang, ICML 2023) -----------------------------
+def _ldr_lme(d, lam):
+    "lam log((1/K) sum_k exp(d_k / lam)), stably."
+    m = max(v / lam for v in d)
+    return lam * (m + math.log(math.fsum(math.exp(v / lam - m) for v in d) / len(d)))
+
+
+def _softmax_row(f):
+    m = max(f)
+    e = [math.exp(v - m) for v in f]
+    s = math.fsum(e)
+    return [v / s for v in e]
+
+
+def ldr_kl_ref(logits, target, lam=1.0, margin=1.0):
+    "Eqs. 1-2 of the notebook, no normalisation: lam log mean_k exp((c 1[k != y] + f_k - f_y) / lam); mean."
+    rows = _rows(logits)
+    out = [_ldr_lme([(margin if k != c else 0.0) + f[k] - f[c] for k in range(len(f))], lam)
+           for f, c in zip(rows, target.tolist())]
+    return torch.tensor(math.fsum(out) / len(out), dtype=torch.float64)
+
+
+def aldr_kl_ref(logits, target, lambdas, lam0=1.0, margin=1.0, alpha=2.0):
+    """Eqs. 9-10 of the notebook (ALDRLoss_V1): f <- f / (||f||_1 / K); p = normalize_1(softmax(f / lambda_old) + 1e-5);
+    lambda = lam0 (1 - KL(p, u) / (alpha log K)); loss = lambda log mean exp(d / lambda) - alpha log K / (2 lam0)
+    (lambda - lam0)^2; mean."""
+    out = []
+    for f, c, old in zip(_rows(logits), target.tolist(), _rows(lambdas)):
+        K = len(f)
+        den = math.fsum(abs(v) for v in f) / K
+        f = [v / den for v in f]
+        p = [v + 1e-5 for v in _softmax_row([v / old for v in f])]
+        s = math.fsum(p)
+        p = [v / s for v in p]
+        kl = math.fsum(v * math.log(K * v) for v in p)
+        lam = lam0 * (1 - kl / (alpha * math.log(K)))
+        d = [(margin if k != c else 0.0) + f[k] - f[c] for k in range(K)]
+        out.append(_ldr_lme(d, lam) - alpha * math.log(K) / (2 * lam0) * (lam - lam0) ** 2)
+    return torch.tensor(math.fsum(out) / len(out), dtype=torch.float64)
+
+
+def _p_y(logits, target):
+    return [_softmax_row(f)[c] for f, c in zip(_rows(logits), target.tolist())]
+
+
+def gce_ref(logits, target, q=0.7):
+    "Zhang & Sabuncu 2018: (1 - p_y^q) / q; mean."
+    ps = _p_y(logits, target)
+    return torch.tensor(math.fsum((1 - p**q) / q for p in ps) / len(ps), dtype=torch.float64)
+
+
+def sce_ref(logits, target, alpha=0.1, beta=1.0, A=4.0):
+    "Wang et al. 2019: alpha (-log p_y) + beta * (-sum_k p_k log q_k) with log 0 = -A, i.e. beta A (1 - p_y); mean."
+    ps = _p_y(logits, target)
+    return torch.tensor(math.fsum(-alpha * math.log(p) + beta * A * (1 - p) for p in ps) / len(ps), dtype=torch.float64)
+
+
+def mae_ref(logits, target):
+    "Ghosh et al. 2017: sum_k |onehot_k - p_k|; mean."
+    out = []
+    for f, c in zip(_rows(logits), target.tolist()):
+        p = _softmax_row(f)
+        out.append(math.fsum(abs((1.0 if k == c else 0.0) - p[k]) for k in range(len(p))))
+    return torch.tensor(math.fsum(out) / len(out), dtype=torch.float64)
+
+
+REFERENCES["ldr_kl_loss"] = ldr_kl_ref
+REFERENCES["aldr_kl_loss"] = aldr_kl_ref
+REFERENCES["gce_loss"] = gce_ref
+REFERENCES["sce_loss"] = sce_ref
+REFERENCES["mae_loss"] = mae_ref
+
+
+# --- card 45, TopoMortar (clDice, CE+Dice, Skeleton Recall), float64 loops over pixels ------------------------------------
+def _tm_softmax(logits):
+    "Per image a list over channels of H x W lists of softmax probabilities."
+    out = []
+    for img in logits.detach().double().cpu().tolist():
+        C, H, W = len(img), len(img[0]), len(img[0][0])
+        probs = [[[0.0] * W for _ in range(H)] for _ in range(C)]
+        for i in range(H):
+            for j in range(W):
+                m = max(img[c][i][j] for c in range(C))
+                e = [math.exp(img[c][i][j] - m) for c in range(C)]
+                for c in range(C):
+                    probs[c][i][j] = e[c] / sum(e)
+        out.append(probs)
+    return out
+
+
+def _tm_erode(a):
+    H, W = len(a), len(a[0])
+    return [[min([a[i][j]] + [a[i + di][j + dj] for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                              if 0 <= i + di < H and 0 <= j + dj < W]) for j in range(W)] for i in range(H)]
+
+
+def _tm_dilate(a):
+    H, W = len(a), len(a[0])
+    return [[max(a[i + di][j + dj] for di in (-1, 0, 1) for dj in (-1, 0, 1) if 0 <= i + di < H and 0 <= j + dj < W)
+             for j in range(W)] for i in range(H)]
+
+
+def _tm_soft_skel(a, iters=3):
+    "Shit et al.'s soft skeleton: relu(I - open(I)), then iters x (I <- erode(I); S += relu(d - S d))."
+    relu = lambda v: max(v, 0.0)
+    op = _tm_dilate(_tm_erode(a))
+    skel = [[relu(x - o) for x, o in zip(r, ro)] for r, ro in zip(a, op)]
+    for _ in range(iters):
+        a = _tm_erode(a)
+        op = _tm_dilate(_tm_erode(a))
+        delta = [[relu(x - o) for x, o in zip(r, ro)] for r, ro in zip(a, op)]
+        skel = [[s + relu(d - s * d) for s, d in zip(rs, rd)] for rs, rd in zip(skel, delta)]
+    return skel
+
+
+def _tm_sum(*maps):
+    return sum(math.prod(v) for rows in zip(*maps) for v in zip(*rows))
+
+
+def _tm_parts(logits, target):
+    return _tm_softmax(logits), target.detach().double().cpu().tolist()
+
+
+def _tm_cldice_image(p, t, iters=3, smooth=1.0):
+    "Eq. (5) of the notebook for one image, sums over the foreground channels."
+    sp = [_tm_soft_skel(p[c], iters) for c in range(1, len(p))]
+    st = [_tm_soft_skel(t[c], iters) for c in range(1, len(t))]
+    tprec = (sum(_tm_sum(sp[k], t[k + 1]) for k in range(len(sp))) + smooth) / (sum(_tm_sum(s) for s in sp) + smooth)
+    tsens = (sum(_tm_sum(st[k], p[k + 1]) for k in range(len(st))) + smooth) / (sum(_tm_sum(s) for s in st) + smooth)
+    return 1 - 2 * tprec * tsens / (tprec + tsens)
+
+
+def _tm_dice_image(p, t):
+    "-mean_c (2 sum p t + 1e-5) / (sum t + sum p + 1e-5), background included."
+    C = len(p)
+    return -sum((2 * _tm_sum(p[c], t[c]) + 1e-5) / (_tm_sum(t[c]) + _tm_sum(p[c]) + 1e-5) for c in range(C)) / C
+
+
+def _tm_ce_image(p, t):
+    "sum_c mean_x -t log(p + 1e-15)."
+    H, W = len(p[0]), len(p[0][0])
+    return sum(-t[c][i][j] * math.log(p[c][i][j] + 1e-15) for c in range(len(p)) for i in range(H) for j in range(W)) / (H * W)
+
+
+def _tm_recall_image(p, t, y, smooth=1.0):
+    "-mean_{c>=1} (sum p t y + s) / max(sum t y + s, 1e-8)."
+    C = len(p)
+    return -sum((_tm_sum(p[c], t[c], y[c - 1]) + smooth) / max(_tm_sum(t[c], y[c - 1]) + smooth, 1e-8)
+                for c in range(1, C)) / (C - 1)
+
+
+def cldice_ref(logits, target, iters=3, smooth=1.0):
+    P, T = _tm_parts(logits, target)
+    return torch.tensor(sum(_tm_cldice_image(p, t, iters, smooth) for p, t in zip(P, T)) / len(P))
+
+
+def ce_dice_ref(logits, target):
+    P, T = _tm_parts(logits, target)
+    return torch.tensor(sum(_tm_ce_image(p, t) + _tm_dice_image(p, t) for p, t in zip(P, T)) / len(P))
+
+
+def dice_cldice_ref(logits, target, alpha=0.5):
+    P, T = _tm_parts(logits, target)
+    return torch.tensor(sum((1 - alpha) * _tm_dice_image(p, t) + alpha * _tm_cldice_image(p, t)
+                            for p, t in zip(P, T)) / len(P))
+
+
+def skeleton_recall_ref(logits, target, tubed_skel):
+    P, T = _tm_parts(logits, target)
+    Y = tubed_skel.detach().double().cpu().tolist()
+    return torch.tensor(sum(_tm_recall_image(p, t, y) for p, t, y in zip(P, T, Y)) / len(P))
+
+
+def ce_skeleton_recall_ref(logits, target, tubed_skel):
+    P, T = _tm_parts(logits, target)
+    Y = tubed_skel.detach().double().cpu().tolist()
+    return torch.tensor(sum(_tm_ce_image(p, t) + _tm_recall_image(p, t, y) for p, t, y in zip(P, T, Y)) / len(P))
+
+
+REFERENCES["cldice_loss"] = cldice_ref
+REFERENCES["ce_dice_loss"] = ce_dice_ref
+REFERENCES["dice_cldice_loss"] = dice_cldice_ref
+REFERENCES["skeleton_recall_loss"] = skeleton_recall_ref
+REFERENCES["ce_skeleton_recall_loss"] = ce_skeleton_recall_ref

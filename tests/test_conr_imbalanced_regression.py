@@ -123,7 +123,7 @@ def test_reductions():
     # 'none' holds w_i * l_i: halving one weight halves that anchor's term... and its pushing weights
     unweighted = conr_loss(f, y, p, reduction="none")
     assert not torch.allclose(none, unweighted)
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match=r"^reduction:"):
         conr_loss(f, y, p, reduction="avg")
 
 
@@ -239,27 +239,27 @@ def test_bad_inputs():
     bad = f.clone()
     bad[0, 0] = float("nan")
     cases = [
-        (lambda: conr_loss(bad, y, p), "features"),
-        (lambda: conr_loss(f, y.clone().fill_(float("inf")), p), "labels"),
-        (lambda: conr_loss(f, y, p.clone().fill_(float("nan"))), "preds"),
-        (lambda: conr_loss(f, y.long(), p), "labels"),
-        (lambda: conr_loss(f, y, p.long()), "preds"),
-        (lambda: conr_loss(f[:, 0], y, p), "features"),
-        (lambda: conr_loss(f, y[:-1], p[:-1]), "labels"),
-        (lambda: conr_loss(f, y, p[:-1]), "preds"),
-        (lambda: conr_loss(f, y[:, None, None].expand(10, 1, 1), p[:, None, None].expand(10, 1, 1)), "labels"),
-        (lambda: conr_loss(f, y, p, torch.ones(9, dtype=torch.float64)), "weights"),
-        (lambda: conr_loss(f, y, p, -torch.ones(10, dtype=torch.float64)), "weights"),
-        (lambda: conr_loss(f, y, p, torch.full((10,), float("nan"), dtype=torch.float64)), "weights"),
-        (lambda: conr_loss(f[:0], y[:0], p[:0]), "features"),
-        (lambda: conr_loss(f[:1], y[:1], p[:1]), "at least 2"),
-        (lambda: conr_loss(f, y, p, omega=-1.0), "omega"),
-        (lambda: conr_loss(f, y, p, e=-0.1), "e"),
-        (lambda: conr_loss(f, y, p, tau=0.0), "tau"),
-        (lambda: ConR(tau=0.0), "tau"),
-        (lambda: ConR(omega=-1.0), "omega"),
-        (lambda: ConR(e=-1.0), "e"),
-        (lambda: ConR(reduction="avg"), "reduction"),
+        (lambda: conr_loss(bad, y, p), r"^features:"),
+        (lambda: conr_loss(f, y.clone().fill_(float("inf")), p), r"^labels:"),
+        (lambda: conr_loss(f, y, p.clone().fill_(float("nan"))), r"^preds:"),
+        (lambda: conr_loss(f, y.long(), p), r"^labels:"),
+        (lambda: conr_loss(f, y, p.long()), r"^preds:"),
+        (lambda: conr_loss(f[:, 0], y, p), r"^features:"),
+        (lambda: conr_loss(f, y[:-1], p[:-1]), r"^labels:"),
+        (lambda: conr_loss(f, y, p[:-1]), r"^preds:"),
+        (lambda: conr_loss(f, y[:, None, None].expand(10, 1, 1), p[:, None, None].expand(10, 1, 1)), r"^labels:"),
+        (lambda: conr_loss(f, y, p, torch.ones(9, dtype=torch.float64)), r"^weights:"),
+        (lambda: conr_loss(f, y, p, -torch.ones(10, dtype=torch.float64)), r"^weights:"),
+        (lambda: conr_loss(f, y, p, torch.full((10,), float("nan"), dtype=torch.float64)), r"^weights:"),
+        (lambda: conr_loss(f[:0], y[:0], p[:0]), r"^features:"),
+        (lambda: conr_loss(f[:1], y[:1], p[:1]), r"^features: ConR needs at least 2"),
+        (lambda: conr_loss(f, y, p, omega=-1.0), r"^omega:"),
+        (lambda: conr_loss(f, y, p, e=-0.1), r"^e:"),
+        (lambda: conr_loss(f, y, p, tau=0.0), r"^tau:"),
+        (lambda: ConR(tau=0.0), r"^tau:"),
+        (lambda: ConR(omega=-1.0), r"^omega:"),
+        (lambda: ConR(e=-1.0), r"^e:"),
+        (lambda: ConR(reduction="avg"), r"^reduction:"),
     ]
     for fn, word in cases:
         with pytest.raises(ValueError, match=word):
@@ -315,12 +315,12 @@ def test_lds_defaults_and_dtype():
 
 def test_lds_bad_inputs():
     y = _labels()
-    for fn, word in [(lambda: lds_weights(y, 0), "bins"), (lambda: lds_weights(y, 10, ks=4), "ks"),
-                     (lambda: lds_weights(y, 10, kernel="box"), "kernel"),
-                     (lambda: lds_weights(y, 10, reweight="log"), "reweight"),
-                     (lambda: lds_weights(y, 10, sigma=0.0), "sigma"),
-                     (lambda: lds_weights(y.clone().fill_(float("nan")), 10), "train_labels"),
-                     (lambda: lds_weights(y.long(), 10), "train_labels")]:
+    for fn, word in [(lambda: lds_weights(y, 0), r"^bins:"), (lambda: lds_weights(y, 10, ks=4), r"^ks:"),
+                     (lambda: lds_weights(y, 10, kernel="box"), r"^kernel:"),
+                     (lambda: lds_weights(y, 10, reweight="log"), r"^reweight:"),
+                     (lambda: lds_weights(y, 10, sigma=0.0), r"^sigma:"),
+                     (lambda: lds_weights(y.clone().fill_(float("nan")), 10), r"^train_labels:"),
+                     (lambda: lds_weights(y.long(), 10), r"^train_labels:")]:
         with pytest.raises(ValueError, match=word):
             fn()
 
@@ -352,9 +352,152 @@ def test_shot_metrics_by_hand_with_defaults():
 
 def test_shot_metrics_bad_inputs():
     y = torch.rand(4, dtype=torch.float64)
-    for fn, word in [(lambda: shot_metrics(y[:3], y, y), "preds"), (lambda: shot_metrics(y, y.long(), y), "labels"),
-                     (lambda: shot_metrics(y, y, y, bin_width=0.0), "bin_width"),
-                     (lambda: shot_metrics(y, y, y, many_thr=5, few_thr=10), "few_thr"),
-                     (lambda: shot_metrics(y, y, y.clone().fill_(float("nan"))), "train_labels")]:
+    for fn, word in [(lambda: shot_metrics(y[:3], y, y), r"^preds:"), (lambda: shot_metrics(y, y.long(), y), r"^labels:"),
+                     (lambda: shot_metrics(y, y, y, bin_width=0.0), r"^bin_width:"),
+                     (lambda: shot_metrics(y, y, y, many_thr=5, few_thr=10), r"^few_thr:"),
+                     (lambda: shot_metrics(y, y, y.clone().fill_(float("nan"))), r"^train_labels:")]:
         with pytest.raises(ValueError, match=word):
             fn()
+
+
+# --- closing the gaps found by mutation testing (issue #7) -----------------------------------------------------------
+def test_module_accepts_zero_omega_and_e():
+    f, y, p = _batch()
+    m = ConR(omega=0.0, e=0.0)
+    assert (m.omega, m.e) == (0.0, 0.0)
+    torch.testing.assert_close(m(f, y, p), conr_loss(f, y, p, omega=0.0, e=0.0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace"])
+def test_lds_window_scale_sigma(kernel):
+    y = _labels()
+    counts, idx, half, sigma = [4, 2, 0, 1, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 1, 3, 9], 2, 3.0
+    x = range(-half, half + 1)
+    win = [math.exp(-v * v / (2 * sigma**2)) if kernel == "gaussian" else math.exp(-abs(v) / sigma) for v in x]
+    sm = [sum(win[k + half] * math.sqrt(counts[b + k]) for k in x if 0 <= b + k < 10) for b in range(10)]
+    w = torch.tensor([1 / sm[b] for b in idx], dtype=torch.float64)
+    torch.testing.assert_close(lds_weights(y, 10, kernel=kernel, sigma=sigma), w / w.mean())
+
+
+def test_lds_bins_are_equal_width_over_min_max():
+    # labels far from 0 with a range below 1: bins of width 0.1 over [10.0, 10.4]; the maximum joins the last bin
+    y = torch.tensor([10.0, 10.05, 10.12, 10.31, 10.35, 10.4], dtype=torch.float64)
+    w = lds_weights(y, 4, ks=1, reweight="inverse")
+    inv = torch.tensor([1 / 2, 1 / 2, 1 / 1, 1 / 3, 1 / 3, 1 / 3], dtype=torch.float64)  # counts 2 | 1 | 0 | 3
+    torch.testing.assert_close(w, inv / inv.mean())
+    y2 = torch.tensor([0.0, 0.5, 0.95, 1.0], dtype=torch.float64)  # 2 bins: 0.5, 0.95 and the maximum share bin 1
+    inv2 = torch.tensor([1.0, 1 / 3, 1 / 3, 1 / 3], dtype=torch.float64)
+    torch.testing.assert_close(lds_weights(y2, 2, ks=1, reweight="inverse"), inv2 / inv2.mean())
+    y3 = torch.tensor([0.0, 0.1, 0.2, 1.0], dtype=torch.float64)
+    inv3 = torch.tensor([1 / 3, 1 / 3, 1 / 3, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(lds_weights(y3, 2, ks=1, reweight="inverse"), inv3 / inv3.mean())
+
+
+def test_lds_smallest_legal_settings_and_more_bad_inputs():
+    y = _labels()
+    torch.testing.assert_close(lds_weights(y, 1), torch.ones(8, dtype=torch.float64))  # one bin: every weight 1
+    for fn, pat in [(lambda: lds_weights(y[:, None], 10), r"^train_labels:"), (lambda: lds_weights(y, 10, ks=-1), r"^ks:"),
+                    (lambda: lds_weights(y, 10, ks=3.0), r"^ks:"), (lambda: lds_weights(y, 1.0), r"^bins:")]:
+        with pytest.raises(ValueError, match=pat):
+            fn()
+
+
+def test_shot_metrics_defaults_and_more_bad_inputs():
+    labels = torch.tensor([0.5, 1.5], dtype=torch.float64)
+    t = torch.cat([torch.full((101,), 0.5), torch.full((19,), 1.5)]).double()
+    out = shot_metrics(labels, labels, t)  # many_thr = 100: 101 labels are many-shot; few_thr = 20: 19 are few-shot
+    assert (out["many"]["n"], out["median"]["n"], out["few"]["n"]) == (1, 0, 1)
+    out = shot_metrics(labels, labels, t, many_thr=19, few_thr=19)  # equal thresholds are legal
+    assert (out["many"]["n"], out["median"]["n"], out["few"]["n"]) == (1, 1, 0)
+    y = torch.rand(4, dtype=torch.float64)
+    for fn, pat in [(lambda: shot_metrics(y.long(), y, y), r"^preds:"), (lambda: shot_metrics(y, y[:, None], y), r"^labels:"),
+                    (lambda: shot_metrics(y, y, y[:, None]), r"^train_labels:"),
+                    (lambda: shot_metrics(y, y, y.long()), r"^train_labels:")]:
+        with pytest.raises(ValueError, match=pat):
+            fn()
+
+
+def test_labels_and_preds_are_used_in_the_features_precision():
+    f, y, p = _batch(seed=3)
+    y32, p32 = (y + 0.123456789).float(), p.float()  # float32 labels: their differences are exact only in float64
+    got = conr_loss(f, y32, p32, e=0.5, reduction="none")
+    torch.testing.assert_close(got, conr_loss(f, y32.double(), p32.double(), e=0.5, reduction="none"), rtol=1e-14,
+                               atol=1e-14)
+
+
+def test_weights_must_be_a_floating_vector():
+    f, y, p = _batch()
+    for w in (torch.ones(10, 1, dtype=torch.float64), torch.ones(10, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"^weights:"):
+            conr_loss(f, y, p, w)
+
+
+def test_zero_weight_is_legal_and_silences_its_anchor():
+    f, y, p = _batch()
+    w = torch.ones(10, dtype=torch.float64)
+    w[3] = 0.0
+    got = conr_loss(f, y, p, w, reduction="none")
+    assert got[3] == 0 and torch.isfinite(got).all()
+
+
+def test_gathers_only_when_ddp_is_active(monkeypatch):
+    import lossbook.ssl.conr_imbalanced_regression as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    real = mod.reduce_over_ranks
+    monkeypatch.setattr(mod, "reduce_over_ranks", lambda t, n, r, a: calls.append(("reduce", a)) or real(t, n, r, a))
+    f, y, p = _batch()
+    ref = conr_loss(f, y, p)
+    conr_loss(f, y, p, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == [("reduce", False), ("reduce", False)]
+    calls.clear()
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(conr_loss(f, y, p, gather_distributed=True), ref, rtol=1e-12, atol=1e-12)
+    assert sorted(map(str, calls)) == sorted(map(str, [(10, 6), (10, 1), (10, 1), "slice", ("reduce", True)]))
+
+
+def test_prediction_distances_are_exact_in_the_features_precision():
+    # float32 predictions 0.1 and -0.90000004: 1.0000000373 apart in float64, but their float32 difference rounds to
+    # 1.0 = omega, which would make the two groups negatives of each other
+    f = _batch(n=4, seed=4)[0]
+    y = torch.tensor([0.0, 0.5, 3.0, 3.5], dtype=torch.float32)
+    p = torch.tensor([0.1, 0.1, -0.9000000357627869, -0.9000000357627869], dtype=torch.float32)
+    got = conr_loss(f, y, p, reduction="none")
+    torch.testing.assert_close(got, conr_loss(f, y.double(), p.double(), reduction="none"), rtol=0, atol=0)
+    assert torch.equal(got, torch.zeros(4, dtype=torch.float64))  # no anchor has a negative
+
+
+def test_weights_and_half_features_are_used_in_full_precision():
+    f, y, p = _batch(seed=5)
+    w = torch.rand(10, generator=torch.Generator().manual_seed(1)).float() + 0.5
+    torch.testing.assert_close(conr_loss(f, y, p, w, reduction="none"), conr_loss(f, y, p, w.double(), reduction="none"),
+                               rtol=1e-14, atol=1e-14)
+    fb = f.bfloat16()
+    got = conr_loss(fb, y.float(), p.float(), reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, conr_loss(fb.float(), y.float(), p.float(), reduction="none"), rtol=0, atol=0)
+
+
+def test_labels_exactly_omega_apart_are_positives():
+    f = _batch(n=6, seed=6)[0]
+    y = torch.tensor([0.0, 1.0, 2.0, 5.0, 6.0, 7.5], dtype=torch.float64)  # neighbours exactly omega = 1 apart
+    p = torch.full((6,), 2.5, dtype=torch.float64)  # every prediction close: far labels are negatives
+    torch.testing.assert_close(conr_loss(f, y, p), conr_ref(f, y, p), rtol=1e-10, atol=1e-12)
+    assert conr_loss(f, y, p, reduction="none")[5] == 0  # 7.5 has no label within 1: no positive
+
+
+def test_predictions_exactly_omega_apart_select_negatives():
+    f = _batch(n=6, seed=7)[0]
+    y = torch.tensor([0.0, 0.5, 3.0, 3.5, 6.0, 6.5], dtype=torch.float64)
+    p = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0], dtype=torch.float64)  # neighbouring groups exactly omega apart
+    torch.testing.assert_close(conr_loss(f, y, p), conr_ref(f, y, p), rtol=1e-10, atol=1e-12)
+    assert (conr_loss(f, y, p, reduction="none") > 0).all()  # every anchor has a negative at p-distance exactly 1
+
+
+def test_labels_and_preds_summing_to_zero_stay_finite():
+    f = _batch(n=6, seed=8)[0]
+    y = torch.tensor([-1.5, -1.0, -0.25, 0.25, 1.0, 1.5], dtype=torch.float64)  # the labels and the preds sum to
+    p = torch.tensor([-0.5, -0.25, -0.125, 0.125, 0.25, 0.5], dtype=torch.float64)  # exactly 0 (dyadic values)
+    assert float(y.sum() + p.sum()) == 0.0
+    torch.testing.assert_close(conr_loss(f, y, p), conr_ref(f, y, p), rtol=1e-10, atol=1e-12)

@@ -225,9 +225,9 @@ def test_n_hard_negatives():
     assert n_hard_negatives(7) == 2  # the default alpha = 0.25: ceil(1.75)
     assert n_hard_negatives(1, 0.25) == 1
     for bad in (0.0, -0.1, 1.5, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="hard_fraction"):
+        with pytest.raises(ValueError, match=r"^hard_fraction:"):
             n_hard_negatives(10, bad)
-    with pytest.raises(ValueError, match="n_negatives"):
+    with pytest.raises(ValueError, match=r"^n_negatives:"):
         n_hard_negatives(0, 0.5)
 
 
@@ -238,28 +238,28 @@ def test_bad_inputs_raise_naming_the_argument():
     bad = z1.clone()
     bad[0, 0] = float("nan")
     cases = [
-        ((bad, z2), {}, "z1"),
-        ((z1, z2.clone().fill_(float("inf"))), {}, "z2"),
-        ((z1, z2[:, :4]), {}, "same shape"),
-        ((z1, z2[:5]), {}, "same shape"),
-        ((z1[0], z2[0]), {}, "z1"),
-        ((z1.long(), z2), {}, "z1"),
-        ((z1, z2.long()), {}, "z2"),
-        ((z1[:0], z2[:0]), {}, "z1"),
-        ((z1[:1], z2[:1]), {}, "at least 2 pairs"),
-        ((z1, z2), {"temperature": 0.0}, "temperature"),
-        ((z1, z2), {"temperature": -1.0}, "temperature"),
-        ((z1, z2), {"temperature": float("nan")}, "temperature"),
-        ((z1, z2), {"hard_fraction": 0.0}, "hard_fraction"),
-        ((z1, z2), {"hard_fraction": 1.01}, "hard_fraction"),
-        ((z1, z2), {"hard_fraction": float("nan")}, "hard_fraction"),
-        ((z1, z2), {"reduction": "avg"}, "reduction"),
+        ((bad, z2), {}, r"^z1:"),
+        ((z1, z2.clone().fill_(float("inf"))), {}, r"^z2:"),
+        ((z1, z2[:, :4]), {}, r"^z1 and z2 must have the same shape"),
+        ((z1, z2[:5]), {}, r"^z1 and z2 must have the same shape"),
+        ((z1[0], z2[0]), {}, r"^z1:"),
+        ((z1.long(), z2), {}, r"^z1:"),
+        ((z1, z2.long()), {}, r"^z2:"),
+        ((z1[:0], z2[:0]), {}, r"^z1:"),
+        ((z1[:1], z2[:1]), {}, r"^z1, z2: the hard contrastive loss needs at least 2 pairs"),
+        ((z1, z2), {"temperature": 0.0}, r"^temperature:"),
+        ((z1, z2), {"temperature": -1.0}, r"^temperature:"),
+        ((z1, z2), {"temperature": float("nan")}, r"^temperature:"),
+        ((z1, z2), {"hard_fraction": 0.0}, r"^hard_fraction:"),
+        ((z1, z2), {"hard_fraction": 1.01}, r"^hard_fraction:"),
+        ((z1, z2), {"hard_fraction": float("nan")}, r"^hard_fraction:"),
+        ((z1, z2), {"reduction": "avg"}, r"^reduction:"),
     ]
     for args, kwargs, msg in cases:
         with pytest.raises(ValueError, match=msg):
             hard_contrastive_loss(*args, **kwargs)
-    for kwargs, msg in (({"temperature": 0.0}, "temperature"), ({"hard_fraction": 2.0}, "hard_fraction"),
-                        ({"reduction": "avg"}, "reduction")):
+    for kwargs, msg in (({"temperature": 0.0}, r"^temperature:"), ({"hard_fraction": 2.0}, r"^hard_fraction:"),
+                        ({"reduction": "avg"}, r"^reduction:")):
         with pytest.raises(ValueError, match=msg):
             HardContrastiveLoss(**kwargs)
 
@@ -317,8 +317,8 @@ def test_uniformity_bad_inputs():
     z = torch.randn(5, 3)
     bad = z.clone()
     bad[1, 1] = float("nan")
-    for args, msg in (((bad,), "z"), ((z[0],), "z"), ((z.long(),), "z"), ((z[:1],), "at least 2"), ((z[:0],), "z"),
-                      ((z, 0.0), "t"), ((z, -2.0), "t"), ((z, float("inf")), "t")):
+    for args, msg in (((bad,), r"^z:"), ((z[0],), r"^z:"), ((z.long(),), r"^z:"), ((z[:1],), r"^z: uniformity needs at least 2"),
+                      ((z[:0],), r"^z:"), ((z, 0.0), r"^t:"), ((z, -2.0), r"^t:"), ((z, float("inf")), r"^t:")):
         with pytest.raises(ValueError, match=msg):
             uniformity(*args)
 
@@ -351,8 +351,52 @@ def test_tolerance_bad_inputs():
     bad = z.clone()
     bad[0, 0] = float("inf")
     y = torch.tensor([0, 0, 1, 1])
-    for args, msg in (((bad, y), "z"), ((z[0], y), "z"), ((z.long(), y), "z"), ((z, y[:3]), "labels"),
-                      ((z, y.float()), "labels"), ((z, y[:, None]), "labels"), ((z, torch.arange(4)), "same-class pair"),
-                      ((z[:0], y[:0]), "z")):
+    for args, msg in (((bad, y), r"^z:"), ((z[0], y), r"^z:"), ((z.long(), y), r"^z:"), ((z, y[:3]), r"^labels:"),
+                      ((z, y.float()), r"^labels:"), ((z, y[:, None]), r"^labels:"),
+                      ((z, torch.arange(4)), r"^labels: no two embeddings share a label"), ((z[:0], y[:0]), r"^z:")):
         with pytest.raises(ValueError, match=msg):
             tolerance(*args)
+
+
+def test_gathers_only_when_ddp_is_active(monkeypatch):
+    import lossbook.ssl.contrastive_temperature as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    real = mod.reduce_over_ranks
+    monkeypatch.setattr(mod, "reduce_over_ranks", lambda t, n, r, a: calls.append(("reduce", a)) or real(t, n, r, a))
+    g = torch.Generator().manual_seed(40)
+    z1, z2 = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    ref = hard_contrastive_loss(z1, z2)
+    hard_contrastive_loss(z1, z2, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == [("reduce", False), ("reduce", False)]
+    calls.clear()
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(hard_contrastive_loss(z1, z2, gather_distributed=True), ref, rtol=1e-12, atol=1e-12)
+    assert sorted(map(str, calls)) == sorted(map(str, [(6, 4), (6, 4), "slice", ("reduce", True)]))
+
+
+def test_second_view_is_checked_by_its_own_name():
+    z1 = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^z2: expected 2 dimensions"):
+        hard_contrastive_loss(z1, z1[0])
+
+
+def test_n_hard_negatives_rounds_to_nine_decimals():
+    assert n_hard_negatives(30, 0.1 + 1.5e-11) == 3  # 3.00000000045 rounds to 3.0, then ceil: 3 (not 4)
+    assert n_hard_negatives(30, 0.1 + 1e-8) == 4  # 3.0000003 is genuinely above 3
+
+
+def test_mixed_precision_views_promote():
+    z1 = torch.randn(5, 3, dtype=torch.float64)
+    z2 = torch.randn(5, 3, dtype=torch.float64)
+    assert hard_contrastive_loss(z1.float(), z2).dtype == torch.float64
+    assert hard_contrastive_loss(z1, z2.float()).dtype == torch.float64
+
+
+def test_half_precision_views_are_computed_in_float32():
+    g = torch.Generator().manual_seed(41)
+    z1, z2 = torch.randn(5, 3, generator=g).bfloat16(), torch.randn(5, 3, generator=g).bfloat16()
+    got = hard_contrastive_loss(z1, z2, reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, hard_contrastive_loss(z1.float(), z2.float(), reduction="none"), rtol=0, atol=0)

@@ -118,20 +118,20 @@ def test_gradcheck():
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda z, y: focal_supcon_loss(z[:, :, None], y), "z"),
-    (lambda z, y: focal_supcon_loss(z.masked_fill(torch.eye(12, 6, dtype=torch.bool), float("nan")), y), "z"),
-    (lambda z, y: focal_supcon_loss(z.long(), y), "z"),
-    (lambda z, y: focal_supcon_loss(z, y[:-1]), "labels"),
-    (lambda z, y: focal_supcon_loss(z, F.one_hot(y).double()[:-1]), "labels"),
-    (lambda z, y: focal_supcon_loss(z, -F.one_hot(y).double()), "labels"),
-    (lambda z, y: focal_supcon_loss(z, F.one_hot(y).double().masked_fill(torch.eye(12, 5, dtype=torch.bool), float("inf"))), "labels"),
-    (lambda z, y: focal_supcon_loss(z, torch.arange(12)), "no anchor has a positive"),
-    (lambda z, y: focal_supcon_loss(z, y, temperature=0.0), "temperature"),
-    (lambda z, y: focal_supcon_loss(z, y, normalize_by="batch"), "normalize_by"),
-    (lambda z, y: focal_supcon_loss(z, y, reduction="avg"), "reduction"),
-    (lambda z, y: focal_supcon_loss(z[:0], y[:0]), "z"),
-    (lambda z, y: FocalSupConLoss(normalize_by="x"), "normalize_by"),
-    (lambda z, y: FocalSupConLoss(temperature=-1.0), "temperature"),
+    (lambda z, y: focal_supcon_loss(z[:, :, None], y), r"^z:"),
+    (lambda z, y: focal_supcon_loss(z.masked_fill(torch.eye(12, 6, dtype=torch.bool), float("nan")), y), r"^z:"),
+    (lambda z, y: focal_supcon_loss(z.long(), y), r"^z:"),
+    (lambda z, y: focal_supcon_loss(z, y[:-1]), r"^labels:"),
+    (lambda z, y: focal_supcon_loss(z, F.one_hot(y).double()[:-1]), r"^labels:"),
+    (lambda z, y: focal_supcon_loss(z, -F.one_hot(y).double()), r"^labels:"),
+    (lambda z, y: focal_supcon_loss(z, F.one_hot(y).double().masked_fill(torch.eye(12, 5, dtype=torch.bool), float("inf"))), r"^labels:"),
+    (lambda z, y: focal_supcon_loss(z, torch.arange(12)), r"^labels: no anchor has a positive"),
+    (lambda z, y: focal_supcon_loss(z, y, temperature=0.0), r"^temperature:"),
+    (lambda z, y: focal_supcon_loss(z, y, normalize_by="batch"), r"^normalize_by:"),
+    (lambda z, y: focal_supcon_loss(z, y, reduction="avg"), r"^reduction:"),
+    (lambda z, y: focal_supcon_loss(z[:0], y[:0]), r"^z:"),
+    (lambda z, y: FocalSupConLoss(normalize_by="x"), r"^normalize_by:"),
+    (lambda z, y: FocalSupConLoss(temperature=-1.0), r"^temperature:"),
 ])
 def test_bad_inputs(call, match):
     z, y = _data()
@@ -202,15 +202,15 @@ def test_mixup_gradient_flows_through_both_partners():
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda h, y: core_feature_mixup(h[:1], y[:1], 5), "h"),
-    (lambda h, y: core_feature_mixup(h, y + 5, 5), "y"),
-    (lambda h, y: core_feature_mixup(h, y[:-1], 5), "y"),
-    (lambda h, y: core_feature_mixup(h * float("nan"), y, 5), "h"),
-    (lambda h, y: core_feature_mixup(h, y, 5, alpha=0.0), "alpha"),
-    (lambda h, y: core_feature_mixup(h, y, 5, neg_lambda_min=1.5), "neg_lambda_min"),
-    (lambda h, y: core_feature_mixup(h, y, 5, neg_lambda_min=-0.1), "neg_lambda_min"),
-    (lambda h, y: hard_pair_indices(h, y[:-1]), "y"),
-    (lambda h, y: hard_pair_indices(h[0], y), "h"),
+    (lambda h, y: core_feature_mixup(h[:1], y[:1], 5), r"^h:"),
+    (lambda h, y: core_feature_mixup(h, y + 5, 5), r"^y:"),
+    (lambda h, y: core_feature_mixup(h, y[:-1], 5), r"^y:"),
+    (lambda h, y: core_feature_mixup(h * float("nan"), y, 5), r"^h:"),
+    (lambda h, y: core_feature_mixup(h, y, 5, alpha=0.0), r"^alpha:"),
+    (lambda h, y: core_feature_mixup(h, y, 5, neg_lambda_min=1.5), r"^neg_lambda_min:"),
+    (lambda h, y: core_feature_mixup(h, y, 5, neg_lambda_min=-0.1), r"^neg_lambda_min:"),
+    (lambda h, y: hard_pair_indices(h, y[:-1]), r"^y:"),
+    (lambda h, y: hard_pair_indices(h[0], y), r"^h:"),
 ])
 def test_mixup_bad_inputs(call, match):
     h, y = _data(n=10)
@@ -229,11 +229,11 @@ def test_soft_cross_entropy():
     torch.testing.assert_close(soft_cross_entropy(x, t, reduction="none"), per)
     torch.testing.assert_close(soft_cross_entropy(x, t, reduction="sum"), per.sum())
     torch.testing.assert_close(soft_cross_entropy(x, t), per.mean())
-    with pytest.raises(ValueError, match="soft_targets"):
+    with pytest.raises(ValueError, match=r"^soft_targets:"):
         soft_cross_entropy(x, t[:, :3])
-    with pytest.raises(ValueError, match="logits"):
+    with pytest.raises(ValueError, match=r"^logits:"):
         soft_cross_entropy(x * float("nan"), t)
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match=r"^reduction:"):
         soft_cross_entropy(x, t, reduction="avg")
 
 
@@ -263,13 +263,178 @@ def test_core_tuning_loss_limits_and_formula():
 def test_core_tuning_loss_bad_inputs():
     h, y = _data(n=10)
     W, G = _heads()
-    with pytest.raises(ValueError, match="eta"):
+    with pytest.raises(ValueError, match=r"^eta:"):
         CoreTuningLoss(W, G, 5, eta=-1.0)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"^alpha:"):
         CoreTuningLoss(W, G, 5, alpha=0.0)
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ValueError, match=r"^temperature:"):
         CoreTuningLoss(W, G, 5, temperature=0.0)
-    with pytest.raises(ValueError, match="y"):
+    with pytest.raises(ValueError, match=r"^y:"):
         CoreTuningLoss(W, G, 5, mixup=False)(h, y + 5)
-    with pytest.raises(ValueError, match="h"):
+    with pytest.raises(ValueError, match=r"^h:"):
         CoreTuningLoss(W, G, 5, mixup=False)(h * float("nan"), y)
+
+
+# --- closing the gaps found by mutation testing (issue #7) -----------------------------------------------------------
+def test_beta_draws_by_hand():
+    beta = lambda a: torch.distributions.Beta(torch.tensor(a, dtype=torch.float64), torch.tensor(a, dtype=torch.float64))
+    # no generator: the global RNG, Beta(a, a) in float64
+    torch.manual_seed(5)
+    got = _beta(0.5, 7, None)
+    torch.manual_seed(5)
+    torch.testing.assert_close(got, beta(0.5).sample((7,)), rtol=0, atol=0)
+    assert got.dtype == torch.float64 and got.shape == (7,)
+    # a generator: one seed in [0, 2**62) drawn from it seeds a forked global RNG (which is left as it was)
+    g, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    state = torch.get_rng_state()
+    got = _beta(2.0, 6, g)
+    assert torch.equal(torch.get_rng_state(), state)
+    seed = int(torch.randint(0, 2**62, (1,), generator=g2))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        want = beta(2.0).sample((6,))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_mixup_without_generator_uses_the_global_rng():
+    h, y = _data(n=10, seed=14)
+    torch.manual_seed(21)
+    ha, ya = core_feature_mixup(h, y, 5)
+    torch.manual_seed(21)
+    perm = torch.randperm(10)
+    lam = _beta(1.0, 10, None).clamp_min(0.8)[:, None]
+    p, n = hard_pair_indices(h, y)
+    lam2 = _beta(1.0, 10, None)[:, None]
+    torch.testing.assert_close(ha, torch.cat([h, (1 - lam) * h + lam * h[perm], lam2 * h[p] + (1 - lam2) * h[n]]))
+    assert ya.shape == (30, 5)
+
+
+def test_module_accepts_every_normalize_by():
+    z, y = _data()
+    torch.testing.assert_close(FocalSupConLoss(normalize_by="positives")(z, y),
+                               focal_supcon_loss(z, y, normalize_by="positives"), rtol=0, atol=0)
+    assert FocalSupConLoss(normalize_by="positives").normalize_by == "positives"
+
+
+def test_soft_cross_entropy_checks_and_no_warning():
+    import warnings
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    t = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log_softmax over dim 1, named: no implicit-dimension warning
+        torch.testing.assert_close(soft_cross_entropy(x, t, reduction="none"), -(t * F.log_softmax(x, 1)).sum(1))
+    for call, pat in [(lambda: soft_cross_entropy(x[0], t[0]), r"^logits:"),
+                      (lambda: soft_cross_entropy(x.long(), t), r"^logits:"),
+                      (lambda: soft_cross_entropy(x, t * float("nan")), r"^soft_targets:"),
+                      (lambda: soft_cross_entropy(x, (t > 0.5).long()), r"^soft_targets:")]:
+        with pytest.raises(ValueError, match=pat):
+            call()
+
+
+def test_core_tuning_loss_passes_every_setting_through():
+    h, y = _data(n=10, seed=15)
+    h = h.abs()  # non-negative (post-ReLU) features: the official argmin rule differs from the intended one
+    W, G = _heads()
+    m = CoreTuningLoss(W, G, 5, temperature=0.5, official_argmin=True)
+    assert m.official_argmin is True
+    loss, _ = m(h, y, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    ha, ya = core_feature_mixup(h, y, 5, generator=g, official_argmin=True)
+    torch.testing.assert_close(loss, soft_cross_entropy(W(ha), ya) + 0.1 * focal_supcon_loss(G(ha), ya, 0.5))
+    ha2, _ = core_feature_mixup(h, y, 5, generator=torch.Generator().manual_seed(2))
+    assert not torch.allclose(ha, ha2)  # the official rule changes the hard positives on these data
+    loss, _ = CoreTuningLoss(W, G, 5, temperature=0.5, mixup=False)(h, y)
+    torch.testing.assert_close(loss, F.cross_entropy(W(h), y) + 0.1 * focal_supcon_loss(G(h), y, 0.5))
+
+
+def test_core_tuning_loss_eta_zero_parts_and_checks():
+    h, y = _data(n=10, seed=16)
+    W, G = _heads()
+    loss, parts = CoreTuningLoss(W, G, 5, eta=0.0, mixup=False)(h, y)
+    assert set(parts) == {"ce", "con"}
+    assert parts["con"].dtype == torch.float64 and float(parts["con"]) == 0.0
+    torch.testing.assert_close(parts["ce"], loss.detach())
+    loss, parts = CoreTuningLoss(W, G, 5, eta=1.0, mixup=False)(h, y)
+    torch.testing.assert_close(loss, F.cross_entropy(W(h), y) + focal_supcon_loss(G(h), y, 0.07))
+    m = CoreTuningLoss(W, G, 5, mixup=False)
+    for call, pat in [(lambda: m(h[0], y), r"^h:"), (lambda: m(h.long(), y), r"^h:"), (lambda: m(h, y[:-1]), r"^y:")]:
+        with pytest.raises(ValueError, match=pat):
+            call()
+
+
+def test_mixup_checks_h_first():
+    h, y = _data(n=10)
+    for call in (lambda: core_feature_mixup(h[0], y, 5), lambda: core_feature_mixup(h.long(), y, 5)):
+        with pytest.raises(ValueError, match=r"^h:"):
+            call()
+
+
+def test_mixup_smallest_batch_extreme_floors_and_dtype():
+    h, y = _data(n=10, seed=17)
+    ha, ya = core_feature_mixup(h[:2], torch.tensor([0, 1]), 2, generator=torch.Generator().manual_seed(0))  # B = 2
+    assert ha.shape == (6, 6) and ya.shape == (6, 2)
+    g = lambda: torch.Generator().manual_seed(1)
+    ha, _ = core_feature_mixup(h, y, 5, neg_lambda_min=1.0, generator=g())  # lambda = 1: the partner itself
+    perm = torch.randperm(10, generator=g())
+    torch.testing.assert_close(ha[10:20], h[perm])
+    assert core_feature_mixup(h, y, 5, neg_lambda_min=0.0, generator=g())[0].shape == (30, 6)
+    ha32, ya32 = core_feature_mixup(h.float(), y, 5, generator=g())
+    assert ha32.dtype == torch.float32 and ya32.dtype == torch.float32
+
+
+def test_hard_pairs_use_cosines_in_enough_precision():
+    with pytest.raises(ValueError, match=r"^h:"):
+        hard_pair_indices(torch.ones(4, 2, dtype=torch.long), torch.tensor([0, 0, 1, 1]))
+    # cosine, not dot product: row norms do not matter
+    ang = torch.tensor([0.0, 10.0, 80.0, 20.0, 170.0, 90.0]).deg2rad()
+    h = torch.stack([ang.cos(), ang.sin()], 1).double() * torch.tensor([1.0, 5.0, 0.2, 3.0, 0.5, 7.0], dtype=torch.float64)[:, None]
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    p, n = hard_pair_indices(h, y)
+    assert p.tolist() == [2, 2, 0, 4, 3, 5] and n.tolist() == [3, 3, 5, 1, 5, 2]
+    # float64 features are compared in float64: two negatives 1e-9 rad apart are told apart (float32 would tie)
+    ang = torch.tensor([0.0, 0.5, 0.1 + 1e-9, 0.1], dtype=torch.float64)
+    h = torch.stack([ang.cos(), ang.sin()], 1)
+    assert hard_pair_indices(h, torch.tensor([0, 0, 1, 1]))[1][0] == 3
+    # bfloat16 features are compared in float32: cosines 3e-4 apart are told apart (bfloat16 would tie)
+    ang = torch.tensor([0.0, 1.5, 0.1763, 0.1745])
+    h = torch.stack([ang.cos(), ang.sin()], 1).bfloat16()
+    assert hard_pair_indices(h, torch.tensor([0, 0, 1, 1]))[1][0] == 3
+
+
+def test_official_argmin_with_a_negative_cosine():
+    ang = torch.tensor([0.0, 170.0, 90.0, 100.0]).deg2rad()
+    h = torch.stack([ang.cos(), ang.sin()], 1).double()
+    p_off, _ = hard_pair_indices(h, torch.tensor([0, 0, 1, 1]), official_argmin=True)
+    assert p_off.tolist() == [1, 1, 2, 3]  # row 0 finds its negative-cosine positive; row 1's argmin 0 becomes itself
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_gathers_only_when_ddp_is_active(monkeypatch, soft):
+    import lossbook.ssl.core_tuning as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    z, y = _data()
+    labels = F.one_hot(y).double() if soft else y
+    ref = focal_supcon_loss(z, labels)
+    focal_supcon_loss(z, labels, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(focal_supcon_loss(z, labels, gather_distributed=True), ref, rtol=1e-12, atol=1e-12)
+    assert sorted(map(str, calls)) == sorted(map(str, [tuple(labels.shape), (12, 6), "slice", "slice"]))
+
+
+def test_counts_are_summed_over_ranks_only_under_ddp_and_half_inputs_upcast(monkeypatch):
+    import lossbook.ssl.core_tuning as mod
+    z, y = _data()
+    zb = z.float().bfloat16()
+    got = focal_supcon_loss(zb, y, reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, focal_supcon_loss(zb.float(), y, reduction="none"), rtol=0, atol=0)
+    seen = []
+    real = mod.all_sum
+    monkeypatch.setattr(mod, "all_sum", lambda x, active=True: seen.append(active) or real(x, active))
+    focal_supcon_loss(z, y)
+    focal_supcon_loss(z, y, gather_distributed=True)  # no process group: DDP is not active
+    assert seen == [False, False]

@@ -122,39 +122,39 @@ def test_loss_bad_inputs():
     x, q = _logits_q(5, 4, 0)
     bad = x.clone()
     bad[0, 0] = float("nan")
-    with pytest.raises(ValueError, match="input"):
+    with pytest.raises(ValueError, match=r"^input:"):
         depict_loss(bad, q)
     badq = q.clone()
     badq[1, 1] = float("inf")
-    with pytest.raises(ValueError, match="q"):
+    with pytest.raises(ValueError, match=r"^q:"):
         depict_loss(x, badq)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"^input and q must have the same shape"):
         depict_loss(x, q[:4])
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"^input and q must have the same shape"):
         depict_loss(x[:, :3], q)
-    with pytest.raises(ValueError, match="input"):
+    with pytest.raises(ValueError, match=r"^input:"):
         depict_loss(x[:0], q[:0])
-    with pytest.raises(ValueError, match="at least 2 clusters"):
+    with pytest.raises(ValueError, match=r"^input: expected at least 2 clusters"):
         depict_loss(x[:, :1], q[:, :1])
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match=r"^q: expected non-negative"):
         depict_loss(x, -q)
-    with pytest.raises(ValueError, match="input"):
+    with pytest.raises(ValueError, match=r"^input:"):
         depict_loss(x.long(), q)
-    with pytest.raises(ValueError, match="q"):
+    with pytest.raises(ValueError, match=r"^q:"):
         depict_loss(x, (q * 3).long())
-    with pytest.raises(ValueError, match="dimensions"):
+    with pytest.raises(ValueError, match=r"^input: expected 2 dimensions"):
         depict_loss(x[0], q[0])
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    with pytest.raises(ValueError, match=r"^input: with from_logits=False, expected probabilities in \(0, 1\]"):
         depict_loss(torch.softmax(x, 1) * 2, q, from_logits=False)
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    with pytest.raises(ValueError, match=r"^input: with from_logits=False, expected probabilities in \(0, 1\]"):
         depict_loss(torch.softmax(x, 1) * torch.tensor([0.0, 1, 1, 1], dtype=torch.float64), q, from_logits=False)
-    with pytest.raises(ValueError, match="form"):
+    with pytest.raises(ValueError, match=r"^form:"):
         depict_loss(x, q, form="ce")
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match=r"^reduction:"):
         depict_loss(x, q, reduction="avg")
-    with pytest.raises(ValueError, match="form"):
+    with pytest.raises(ValueError, match=r"^form:"):
         DEPICTLoss(form="entropy")
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match=r"^reduction:"):
         DEPICTLoss(reduction="batchmean")
 
 
@@ -313,25 +313,26 @@ def test_targets_bad_inputs():
     p = _probs(10, 4, 0)
     bad = p.clone()
     bad[0, 0] = float("nan")
-    for x, match in [(bad, "p"), (p * 2, "sum to 1"), (p.long(), "p"), (p[0], "dimensions"), (p[:0], "p"),
-                     (torch.ones(5, 1, dtype=torch.float64), "at least 2 clusters")]:
+    for x, match in [(bad, r"^p:"), (p * 2, r"^p: expected rows that sum to 1"), (p.long(), r"^p: expected a floating"),
+                     (p[0], r"^p: expected 2 dimensions"), (p[:0], r"^p:"),
+                     (torch.ones(5, 1, dtype=torch.float64), r"^p: expected at least 2 clusters")]:
         with pytest.raises(ValueError, match=match):
             depict_targets(x)
     neg = p.clone()
     neg[0, :2] = torch.tensor([-0.1, neg[0, 1] + neg[0, 0] + 0.1])
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match=r"^p: expected non-negative"):
         depict_targets(neg)
-    with pytest.raises(ValueError, match="target"):
+    with pytest.raises(ValueError, match=r"^target:"):
         depict_targets(p, "square")
     u = torch.full((4,), 0.25, dtype=torch.float64)
-    with pytest.raises(ValueError, match="prior"):
+    with pytest.raises(ValueError, match=r"^prior:"):
         depict_targets(p, "dec_square", prior=u)
     for badu in (torch.full((3,), 1 / 3, dtype=torch.float64), torch.tensor([0.5, 0.5, 0.0, 0.0], dtype=torch.float64),
                  torch.full((4,), 0.3, dtype=torch.float64)):
-        with pytest.raises(ValueError, match="prior"):
+        with pytest.raises(ValueError, match=r"^prior:"):
             depict_targets(p, "fixed_point", prior=badu)
     for n in (0, 1.5, True):
-        with pytest.raises(ValueError, match="n_iter"):
+        with pytest.raises(ValueError, match=r"^n_iter:"):
             depict_targets(p, "fixed_point", n_iter=n)
 
 
@@ -345,9 +346,9 @@ def test_objective_equals_loop_and_is_non_negative():
         assert depict_objective(p, q).item() >= 0
     P = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.7]], dtype=torch.float64)
     torch.testing.assert_close(depict_objective(P, P), torch.tensor(0.0, dtype=torch.float64), rtol=0, atol=1e-15)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"^p and q must have the same shape"):
         depict_objective(p, p[:5])
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(ValueError, match=r"^q: expected rows that sum to 1"):
         depict_objective(p, p * 0.5)
 
 
@@ -379,3 +380,46 @@ def test_targets_two_processes_equal_one_process(sizes):
             torch.testing.assert_close(gathered[t], full[t][rows], rtol=1e-9, atol=1e-12)
             assert not torch.allclose(local[t], full[t][rows], atol=1e-6), "the local Q-step should differ"
 
+
+
+def test_objective_names_p_and_promotes_mixed_dtypes():
+    p = _probs(10, 4, 0)
+    with pytest.raises(ValueError, match=r"^p: expected rows that sum to 1"):
+        depict_objective(p * 2, p)
+    q = depict_targets(p)
+    want = depict_objective(p, q)
+    for a, b in ((p.float(), q), (p, q.float())):
+        got = depict_objective(a, b)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, depict_objective(a.double(), b.double()), rtol=1e-14, atol=1e-14)
+    assert not torch.equal(want, depict_objective(p.float().double(), q))  # float32 inputs do change the value
+
+
+def test_loss_checks_q_promotes_and_names_the_softmax_dim():
+    import warnings
+    x, q = _logits_q(5, 4, 0)
+    with pytest.raises(ValueError, match=r"^q: expected 2 dimensions"):
+        depict_loss(x, q[0])
+    for a, b in ((x.float(), q), (x, q.float())):
+        for form in ("cross_entropy", "kl"):
+            got = depict_loss(a, b, form=form, reduction="none")
+            assert got.dtype == torch.float64
+            torch.testing.assert_close(got, depict_loss(a.double(), b.double(), form=form, reduction="none"), rtol=1e-14,
+                                       atol=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log_softmax over dim 1, named: no implicit-dimension warning
+        depict_loss(x, q)
+    probs = torch.softmax(x, 1)
+    probs[0] = torch.tensor([1.0, 0.3, 0.2, 0.1], dtype=torch.float64)  # a probability of exactly 1 is in (0, 1]
+    assert torch.isfinite(depict_loss(probs, q, from_logits=False))
+
+
+def test_prior_checks_and_precision():
+    p = _probs(10, 4, 0)
+    u = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    for bad in (u.clone().index_fill_(0, torch.tensor([0]), float("nan")), u[:, None]):
+        with pytest.raises(ValueError, match=r"^prior:"):
+            depict_targets(p, "fixed_point", prior=bad)
+    u32 = u.float()
+    q = depict_targets(p)
+    torch.testing.assert_close(depict_objective(p, q, u32), depict_objective(p, q, u32.double()), rtol=1e-15, atol=1e-15)

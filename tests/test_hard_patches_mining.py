@@ -228,3 +228,136 @@ def test_model_shapes_and_patch_order():
     assert rec_all.shape == (2, 16, 4)
     z = norm_pix(pt)
     torch.testing.assert_close(z.mean(-1), torch.zeros(2, 16), atol=1e-6, rtol=0)
+
+
+# --- closing the gaps found by mutation testing (issue #7) -----------------------------------------------------------
+@pytest.mark.parametrize("fn", [relative_loss_prediction_loss, zscore_loss_prediction_loss])
+def test_error_messages_start_with_the_argument_name(fn):
+    p, t = _pairs()
+    with pytest.raises(ValueError, match=r"^pred:"):
+        fn(p.detach()[0], t)
+    with pytest.raises(ValueError, match=r"^target_loss:"):
+        fn(p, t[0])  # a 1-D target is reported by its own check, not by the shape comparison
+    with pytest.raises(ValueError, match=r"^pred:"):
+        fn(p[:, :1], t[:, :1])
+    with pytest.raises(ValueError, match=r"^pred and target_loss must have the same shape"):
+        fn(p, t[:, :5])
+    pred = torch.randn(3, 16, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^pred_loss:"):
+        hard_patch_mask(pred[0])
+    with pytest.raises(ValueError, match=r"^pred_loss:"):
+        hard_patch_mask(torch.ones(3, 16, dtype=torch.long))  # integer predictions are rejected
+    with pytest.raises(ValueError, match=r"^mask_ratio:"):
+        hard_patch_mask(pred, 0.0)
+    with pytest.raises(ValueError, match=r"^hard_fraction:"):
+        hard_patch_mask(pred, 0.75, -0.1)
+
+
+@pytest.mark.parametrize("fn", [relative_loss_prediction_loss, zscore_loss_prediction_loss])
+def test_two_patches_are_enough(fn):
+    p, t = _pairs(L=2)
+    v = fn(p, t, reduction="none")
+    assert v.shape == (4,) and torch.isfinite(v).all()
+    if fn is relative_loss_prediction_loss:
+        torch.testing.assert_close(fn(p, t), relative_loss_prediction_ref(p, t), rtol=1e-12, atol=1e-12)
+
+
+def test_relative_zero_targets_give_zero_not_nan():
+    p, _ = _pairs()
+    v = relative_loss_prediction_loss(p, torch.zeros(4, 6, dtype=torch.float64), reduction="none")
+    assert torch.equal(v.detach(), torch.zeros(4, dtype=torch.float64))
+
+
+def test_relative_eps_zero_is_stable_for_saturated_predictions():
+    p, t = _pairs()
+    p = 1e3 * p.detach()  # sigmoid(d) is exactly 0 or 1: log(sigmoid) would give -inf * 0 = NaN
+    d = p[:, None, :] - p[:, :, None]
+    y = (t[:, None, :] > t[:, :, None]).double()
+    keep = (t[:, None, :] != t[:, :, None]).double()
+    bce = (F.binary_cross_entropy_with_logits(d, y, reduction="none") * keep).sum((1, 2)) / keep.sum((1, 2))
+    torch.testing.assert_close(relative_loss_prediction_loss(p, t, eps=0.0, reduction="none"), bce)
+
+
+@pytest.mark.parametrize("fn", [relative_loss_prediction_loss, zscore_loss_prediction_loss])
+def test_half_precision_inputs_are_computed_in_float32(fn):
+    p, t = _pairs()
+    pb, tb = p.detach().bfloat16(), t.bfloat16()
+    v = fn(pb, tb, reduction="none")
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v, fn(pb.float(), tb.float(), reduction="none"), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [relative_loss_prediction_loss, zscore_loss_prediction_loss])
+def test_mixed_dtypes_promote(fn):
+    p, t = _pairs()
+    assert fn(p, t.float()).dtype == torch.float64
+    assert fn(p.float(), t).dtype == torch.float64
+
+
+def test_zscore_target_gets_an_exact_zero_gradient():
+    p, t = _pairs()
+    t = t.clone().requires_grad_()
+    zscore_loss_prediction_loss(p, t).backward()
+    assert t.grad is not None and torch.all(t.grad == 0) and p.grad.abs().sum() > 0
+
+
+def test_zscore_module_passes_the_reduction():
+    p, t = _pairs()
+    torch.testing.assert_close(ZscoreLossPredictionLoss("sum")(p, t), zscore_loss_prediction_loss(p, t, "sum"))
+    assert ZscoreLossPredictionLoss("none")(p, t).shape == (4,)
+
+
+def test_mask_single_hard_patch_and_generator():
+    pred = torch.randn(50, 16, generator=torch.Generator().manual_seed(3))
+    m = hard_patch_mask(pred, 0.75, 0.1, torch.Generator().manual_seed(0))  # floor(12 * 0.1) = 1 hard patch
+    assert m.gather(1, pred.argmax(1, keepdim=True)).all()
+    # the random part is drawn from the generator: torch.rand(B, L) from it, its top-N_m
+    want = torch.zeros(50, 16, dtype=torch.bool).scatter_(
+        1, torch.rand(50, 16, generator=torch.Generator().manual_seed(0)).topk(12, dim=1).indices, True)
+    assert torch.equal(hard_patch_mask(pred, generator=torch.Generator().manual_seed(0)), want)
+
+
+def test_ema_schedule_reaches_end_exactly():
+    assert ema_decay_schedule(3, 0.3, 0.9, 3) == 0.9  # start + (end - start) rounds to 0.9000000000000001
+
+
+def test_norm_pix_formula():
+    x = torch.rand(3, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    m, v = x.mean(-1, keepdim=True), x.var(-1, unbiased=True, keepdim=True)
+    torch.testing.assert_close(norm_pix(x), (x - m) / (v + 1e-6).sqrt(), rtol=1e-12, atol=1e-12)
+
+
+def test_model_architecture_is_pinned():
+    import warnings
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enable_nested_tensor=False: no warning about norm_first
+        m = TinyMAEWithLossPredictor()
+    assert m.L == 16 and m.P == 4 and len(m.encoder.layers) == 2
+    for dec in (m.reconstructor, m.loss_predictor):
+        assert len(dec.blocks.layers) == 1
+        assert dec.mask_token.shape == (1, 1, 32) and dec.pos.shape == (1, 16, 32)
+        assert 0 < float(dec.pos.detach().std()) < 0.05
+    assert m.pos.shape == (1, 16, 32) and 0 < float(m.pos.detach().std()) < 0.05
+    for layer in [*m.encoder.layers, *m.reconstructor.blocks.layers]:
+        assert layer.norm_first and layer.self_attn.batch_first and layer.self_attn.num_heads == 2
+        assert layer.linear1.out_features == 64 and layer.dropout.p == 0.0
+
+
+def test_model_forward_by_hand_and_per_image():
+    torch.manual_seed(0)
+    m = TinyMAEWithLossPredictor()  # train mode: no dropout, so two calls agree
+    x = torch.rand(3, 1, 8, 8)
+    mask = hard_patch_mask(torch.zeros(3, 16), generator=torch.Generator().manual_seed(0))
+    rec, lp = m(x, mask)
+    rec2, _ = m(x, mask)
+    torch.testing.assert_close(rec, rec2, rtol=0, atol=0)
+    tok = m.embed(m.patchify(x)) + m.pos
+    latent = m.norm(m.encoder(tok[~mask].reshape(3, 4, 32)))
+    torch.testing.assert_close(m.encode(x, mask), latent)
+    dec = m.reconstructor
+    seq = dec.mask_token.expand(3, 16, -1).clone()
+    seq[~mask] = dec.proj(latent).reshape(-1, 32)
+    torch.testing.assert_close(rec, dec.head(dec.norm(dec.blocks(seq + dec.pos))))
+    # every image is encoded on its own (batch_first attention runs over its patches, not over the batch)
+    torch.testing.assert_close(m.encode(x[:1], mask[:1]), latent[:1], rtol=1e-5, atol=1e-6)

@@ -117,7 +117,7 @@ def test_no_positive_row_gives_only_the_negative_term():
     s = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
     P = torch.zeros(1, 3, dtype=torch.bool)
     torch.testing.assert_close(mlcd_loss(s, P), torch.log(1 + s.exp().sum()))
-    with pytest.raises(ValueError, match="pos_mask"):
+    with pytest.raises(ValueError, match="^pos_mask"):
         multilabel_softmax_loss(s, P)
 
 
@@ -199,7 +199,7 @@ def test_reductions_modules_and_dtypes(fn, module):
         torch.testing.assert_close(module(reduction="none")(s, P), none, rtol=0, atol=0)
         torch.testing.assert_close(module("sum")(s, P), fn(s, P, reduction="sum"), rtol=0, atol=0)
         assert module().reduction == "mean"
-        with pytest.raises(ValueError, match="reduction"):
+        with pytest.raises(ValueError, match="^reduction"):
             module(reduction="avg")
 
 
@@ -239,34 +239,34 @@ def test_bad_inputs_raise(fn):
         (lambda: fn(s, P, reduction="avg"), "reduction"),
     ]
     for call, msg in cases:
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match="^" + msg):
             call()
-    with pytest.raises(TypeError, match="pos_mask"):
+    with pytest.raises(TypeError, match="^pos_mask"):
         fn(s, P.tolist())
-    with pytest.raises(TypeError, match="logits"):
+    with pytest.raises(TypeError, match="^logits"):
         fn(s.tolist(), P)
 
 
 def test_neg_mask_bad_inputs():
     s, P = _inputs(5, 7, 15)
-    with pytest.raises(ValueError, match="neg_mask: .*both positive"):
+    with pytest.raises(ValueError, match=r"^neg_mask: \d+ class\(es\) are marked both positive \(pos_mask\) and negative; the two sets must be disjoint$"):
         mlcd_loss(s, P, P)
-    with pytest.raises(ValueError, match="neg_mask: expected a boolean"):
+    with pytest.raises(ValueError, match="^neg_mask: expected a boolean"):
         mlcd_loss(s, P, (~P).double())
-    with pytest.raises(ValueError, match="logits and neg_mask"):
+    with pytest.raises(ValueError, match="^logits and neg_mask"):
         mlcd_loss(s, P, (~P)[:, :-1])
-    with pytest.raises(TypeError, match="neg_mask"):
+    with pytest.raises(TypeError, match="^neg_mask"):
         mlcd_loss(s, P, [[True]])
 
 
 def test_error_message_counts_overlap_and_names_rows():
     s, P = _inputs(5, 7, 16)
-    with pytest.raises(ValueError, match=f"neg_mask: {int(P.sum())} class"):
+    with pytest.raises(ValueError, match=f"^neg_mask: {int(P.sum())} class"):
         mlcd_loss(s, P, P)
     Z = P.clone()
     Z[2] = False
     Z[4] = False
-    with pytest.raises(ValueError, match=r"rows \[2, 4\] have none"):
+    with pytest.raises(ValueError, match=r"^pos_mask: every row needs at least one positive class; rows \[2, 4\] have none"):
         multilabel_softmax_loss(s, Z)
 
 
@@ -297,20 +297,20 @@ def test_assign_multilabels_default_chunk_and_bad_inputs():
                      ((e, c, True), "l: expected"), ((e, c[:, :2], 2), "emb and centers"),
                      ((e.long(), c, 2), "emb: expected a floating"), ((e, c.long(), 2), "centers: expected a floating"),
                      ((e[:0], c, 2), "emb"), ((e[0], c, 2), "emb: expected 2")]:
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match="^" + msg):
             assign_multilabels(*bad)
-    with pytest.raises(ValueError, match="chunk"):
+    with pytest.raises(ValueError, match="^chunk"):
         assign_multilabels(e, c, 2, chunk=0)
 
 
 def test_positive_mask():
     m = positive_mask(torch.tensor([[0, 2], [3, 3]]), 4)
     torch.testing.assert_close(m, torch.tensor([[True, False, True, False], [False, False, False, True]]))
-    with pytest.raises(ValueError, match="pos_idx: class indices"):
+    with pytest.raises(ValueError, match="^pos_idx: class indices"):
         positive_mask(torch.tensor([[0, 4]]), 4)
-    with pytest.raises(ValueError, match="pos_idx: class indices"):
+    with pytest.raises(ValueError, match="^pos_idx: class indices"):
         positive_mask(torch.tensor([[-1, 0]]), 4)
-    with pytest.raises(ValueError, match="pos_idx: expected an integer"):
+    with pytest.raises(ValueError, match="^pos_idx: expected an integer"):
         positive_mask(torch.tensor([[0.0, 1.0]]), 4)
 
 
@@ -329,7 +329,7 @@ def test_sampling_keeps_every_positive_and_the_rate(rate):
 
 def test_sampling_bad_rate():
     for r in (0.0, -0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="neg_sample_rate"):
+        with pytest.raises(ValueError, match="^neg_sample_rate"):
             sample_classes(torch.tensor([[0]]), 5, r)
 
 
@@ -377,23 +377,23 @@ def test_head_full_loss_margin_and_sampling():
 def test_head_bad_inputs():
     for kw, msg in [(dict(scale=0.0), "scale"), (dict(margin=-0.1), "margin"), (dict(neg_sample_rate=0.0), "neg_sample_rate"),
                     (dict(neg_sample_rate=1.2), "neg_sample_rate"), (dict(reduction="avg"), "reduction")]:
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match="^" + msg):
             MLCDHead(4, 10, **kw)
     for args, msg in [((0, 10), "dim"), ((4, 1), "num_classes"), ((4.0, 10), "dim"), ((4, True), "num_classes")]:
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match="^" + msg):
             MLCDHead(*args)
     MLCDHead(4, 2, margin=0.0)  # the smallest valid head
     h = MLCDHead(4, 10)
     f = torch.randn(3, 4)
-    with pytest.raises(ValueError, match="feat: expected 4 features"):
+    with pytest.raises(ValueError, match="^feat: expected 4 features"):
         h(torch.randn(3, 5), torch.zeros(3, 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="pos_idx: expected 3 rows"):
+    with pytest.raises(ValueError, match="^pos_idx: expected 3 rows"):
         h(f, torch.zeros(2, 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="pos_idx: expected an integer"):
+    with pytest.raises(ValueError, match="^pos_idx: expected an integer"):
         h(f, torch.zeros(3, 1))
-    with pytest.raises(ValueError, match="pos_idx: class indices"):
+    with pytest.raises(ValueError, match="^pos_idx: class indices"):
         h(f, torch.full((3, 1), 10))
-    with pytest.raises(ValueError, match="feat: expected finite"):
+    with pytest.raises(ValueError, match="^feat: expected finite"):
         h(torch.full((3, 4), float("nan")), torch.zeros(3, 1, dtype=torch.long))
 
 
@@ -406,3 +406,69 @@ def test_example_contract():
     (s64, P64), _ = _multilabel_example(7, torch.float64, "cpu", 0)
     torch.testing.assert_close(s64.float(), s)
     assert torch.equal(P64, P)
+
+
+# --- closing the gaps found by mutation testing (issue #7) -----------------------------------------------------------
+def test_head_samples_the_negatives_with_the_generator():
+    torch.manual_seed(0)
+    h = MLCDHead(6, 25, scale=10.0, neg_sample_rate=0.3, reduction="none").double()
+    f = torch.randn(4, 6, dtype=torch.float64)
+    pidx = torch.tensor([[0], [3], [3], [7]])  # 3 positive classes: 5 of the 8 kept classes are random negatives
+    cls = sample_classes(pidx, 25, 0.3, torch.Generator().manual_seed(11))
+    assert len(cls) == 8
+    cos = F.normalize(f, dim=1) @ F.normalize(h.weight, dim=1).T
+    P = positive_mask(pidx, 25)
+    got = h(f, pidx, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(got, mlcd_loss(10.0 * cos[:, cls], P[:, cls], reduction="none"))
+
+
+def test_head_checks_feat_and_reports_row_counts():
+    h = MLCDHead(4, 10)
+    for bad in (torch.randn(4), torch.ones(3, 4, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"^feat:"):
+            h.cosine(bad)
+    with pytest.raises(ValueError, match=r"^pos_idx: expected 3 rows to match feat, got 2$"):
+        h(torch.randn(3, 4), torch.zeros(2, 5, dtype=torch.long))
+
+
+def test_positive_mask_checks_and_message():
+    with pytest.raises(ValueError, match=r"^pos_idx:"):
+        positive_mask(torch.zeros(3, dtype=torch.long), 5)
+    with pytest.raises(ValueError, match=r"^pos_idx: class indices must lie in \[0, 9\], got values from 0 to 10$"):
+        positive_mask(torch.tensor([[0], [10]]), 10)
+
+
+def test_head_smallest_dim_and_prototype_scale():
+    h = MLCDHead(1, 2)  # d = 1 is legal
+    assert h.weight.shape == (2, 1)
+    torch.manual_seed(0)
+    w = MLCDHead(8, 50).weight.detach()
+    assert 0.005 < float(w.std()) < 0.02  # prototypes drawn as 0.01 * N(0, 1)
+
+
+def test_assign_multilabels_more_checks():
+    e, c = torch.randn(4, 3), torch.randn(5, 3)
+    for bad, pat in [((e, c[0], 2), r"^centers:"), ((e, c[:, :, None], 2), r"^centers:"),
+                     ((e, c, 6), r"^l: expected an int in \[1, 5\] \(the number of centres\), got 6$")]:
+        with pytest.raises(ValueError, match=pat):
+            assign_multilabels(*bad)
+    for chunk in (True, 2.5):
+        with pytest.raises(ValueError, match=r"^chunk:"):
+            assign_multilabels(e, c, 2, chunk=chunk)
+
+
+def test_bce_half_precision_logits_are_computed_in_float32():
+    s = torch.randn(4, 6, generator=torch.Generator().manual_seed(2)).bfloat16()
+    P = torch.rand(4, 6, generator=torch.Generator().manual_seed(3)) > 0.5
+    got = bce_multilabel_loss(s, P, reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, bce_multilabel_loss(s.float(), P, reduction="none"), rtol=0, atol=0)
+
+
+def test_mask_type_and_missing_positive_messages():
+    s = torch.randn(7, 4, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^pos_mask: expected a boolean torch.Tensor, got list$"):
+        mlcd_loss(s, [[True] * 4] * 7)
+    with pytest.raises(ValueError, match=r"have none$") as err:
+        multilabel_softmax_loss(s, torch.zeros(7, 4, dtype=torch.bool))
+    assert "rows [0, 1, 2, 3, 4] have none" in str(err.value)  # at most five rows listed

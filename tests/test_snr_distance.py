@@ -537,3 +537,83 @@ def test_fake_second_rank_gives_the_rows_of_the_whole_batch(monkeypatch, loss):
     got = loss(mine, y[:5], reg_weight=0.1, reduction="none", gather_distributed=True)
     assert got.shape == (5,)
     torch.testing.assert_close(got, full[:5], rtol=1e-12, atol=1e-12)
+
+
+def test_semihard_excludes_a_negative_exactly_as_far_as_the_positive():
+    "Semi-hard mining keeps 0 < d_an - d_ap <= margin: a tie d_an = d_ap (which would add the whole margin) is excluded."
+    d = torch.tensor([[0.0, 0.5, 0.5, 0.6],
+                      [0.5, 0.0, 2.0, 2.0],
+                      [2.0, 2.0, 0.0, 0.5],
+                      [2.0, 2.0, 0.5, 0.0]], dtype=F64)
+    e, y = _emb(4, 5, 30), torch.tensor([0, 0, 1, 1])
+    got = snr_triplet_loss(e, y, margin=0.2, reg_weight=0.0, mining="semihard", reduction="sum", distance=lambda q, r: d)
+    # the only semi-hard triplet is (0, 1, 3): d_ap - d_an + m = 0.5 - 0.6 + 0.2; (0, 1, 2) is a tie
+    torch.testing.assert_close(got, torch.tensor(0.1, dtype=F64), rtol=1e-12, atol=1e-12)
+    # one non-zero term: 'avg_nonzero' divides by 1
+    got = snr_triplet_loss(e, y, margin=0.2, reg_weight=0.0, mining="semihard", distance=lambda q, r: d)
+    torch.testing.assert_close(got, torch.tensor(0.1, dtype=F64), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", [snr_contrastive_loss, snr_triplet_loss])
+def test_value_is_summed_over_ranks_only_under_ddp(monkeypatch, loss):
+    import lossbook.metric.snr_distance as mod
+    seen = []
+    real = mod.sum_over_ranks
+    monkeypatch.setattr(mod, "sum_over_ranks", lambda part, active=True: seen.append(active) or real(part, active))
+    e, y = _emb(8, 5, 31), _labels(8, 2)
+    loss(e, y)
+    loss(e, y, reduction="sum", gather_distributed=True)  # no process group: DDP is not active
+    assert seen == [False, False]
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    loss(e, y, reduction="mean", gather_distributed=True)
+    assert seen == [False, False, True]
+
+
+def test_negative_constant_rows_are_rejected_too():
+    q = _emb(4, 6, 32)
+    bad = q.clone()
+    bad[1] = -2.5  # the threshold eps * sum(x^2) is positive for a negative row as well
+    with pytest.raises(ValueError, match=r"^query: row\(s\) \[1\] are constant across their 6 entries"):
+        snr_distance(bad)
+    with pytest.raises(ValueError, match=r"^a: row\(s\) \[1\]"):
+        snr_distance_paired(bad, q)
+
+
+def test_constant_row_threshold_is_relative_to_each_row():
+    q = _emb(4, 6, 33)
+    q[3] *= 1e-20  # a genuine but tiny row among unit-scale rows is accepted (its own power is the scale)
+    assert torch.isfinite(snr_distance(q)).all()
+    assert torch.isfinite(snr_distance_paired(q, _emb(4, 6, 34))).all()
+
+
+def test_constant_rows_message_lists_at_most_five():
+    q = _emb(8, 4, 35)
+    q[:7] = 1.5
+    with pytest.raises(ValueError, match=r"^query: row\(s\) \[0, 1, 2, 3, 4\] \.\.\. are constant across their 4 entries"):
+        snr_distance(q)
+
+
+@pytest.mark.parametrize("n_const,tail", [(5, r"\] are"), (6, r"\] \.\.\. are")])
+def test_constant_rows_ellipsis_only_beyond_five(n_const, tail):
+    q = _emb(8, 4, 36)
+    q[:n_const] = 1.5
+    with pytest.raises(ValueError, match=r"^query: row\(s\) \[0, 1, 2, 3, 4" + tail):
+        snr_distance(q)
+
+
+def test_constant_row_message_in_full():
+    q = _emb(3, 4, 37)
+    q[2] = 0.5
+    with pytest.raises(ValueError, match=r"^query: row\(s\) \[2\] are constant across their 4 entries \(variance <= "
+                                         r"eps=1e-12 x mean square\); the SNR distance divides by the anchor's variance "
+                                         r"\(Eq\. 3\) and is undefined for a constant anchor$"):
+        snr_distance(q)
+
+
+def test_two_entries_suffice_and_half_inputs_upcast():
+    q, r = _emb(4, 2, 38), _emb(3, 2, 39)  # D = 2: the smallest legal embedding size
+    assert torch.isfinite(snr_distance(q, r)).all() and torch.isfinite(snr_distance_paired(q, _emb(4, 2, 40))).all()
+    qb, rb = _emb(4, 5, 41).bfloat16(), _emb(3, 5, 42).bfloat16()
+    got = snr_distance(qb, rb)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, snr_distance(qb.float(), rb.float()), rtol=0, atol=0)
