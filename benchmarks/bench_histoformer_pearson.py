@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils import benchmark
+from common import blocked_seconds, fwd_bwd
 from torchmetrics.functional import pearson_corrcoef
 
 from lossbook.vision.histoformer_pearson import pearson_loss
@@ -30,17 +30,8 @@ def torchmetrics_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((1 - rho) / 2).mean()
 
 
-def fwd_bwd(fn, x: torch.Tensor, y: torch.Tensor):
-    "One forward + backward of `fn(x, y)` into x, clearing the gradient."
-    def step():
-        fn(x, y).backward()
-        x.grad = None
-    return step
-
-
 def time_it(step, min_time: float) -> float:
-    t = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-    return t.blocked_autorange(min_run_time=min_time).median
+    return blocked_seconds(step, min_time)
 
 
 def main(argv=None) -> int:

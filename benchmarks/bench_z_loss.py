@@ -15,24 +15,14 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
+from common import blocked_seconds, fwd_bwd
 
 from lossbook.classification.z_loss import z_loss
 from lossbook.core import check_labels, check_tensor
 
 
-def fwd_bwd(fn, logits: torch.Tensor, target: torch.Tensor):
-    "One forward + backward of `fn(logits, target)`, clearing the gradient."
-    def step():
-        loss = fn(logits, target)
-        loss.backward()
-        logits.grad = None
-    return step
-
-
 def time_it(step, min_time: float) -> float:
-    t = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-    return t.blocked_autorange(min_run_time=min_time).median
+    return blocked_seconds(step, min_time)
 
 
 def main(argv=None) -> int:

@@ -15,10 +15,11 @@ d = B = 128 on one thread, and flat in D. Run:
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
+from common import blocked_seconds
 
 from lossbook.classification.z_loss import z_loss
 from lossbook.classification.z_loss_factored import FactoredSphericalLayer
@@ -34,12 +35,7 @@ def full_step(W: torch.Tensor, h: torch.Tensor, y: torch.Tensor, loss_fn, lr: fl
 
 
 def time_it(fn, device: torch.device, min_time: float, fastest: bool = True) -> float:
-    "Seconds per call: the fastest block of torch.utils.benchmark (the least disturbed on a shared machine) or the median."
-    sync = "torch.cuda.synchronize()" if device.type == "cuda" else "pass"
-    fn()  # warm-up
-    t = benchmark.Timer(stmt=f"fn(); {sync}", globals={"fn": fn, "torch": torch}, num_threads=torch.get_num_threads())
-    m = t.blocked_autorange(min_run_time=min_time)
-    return min(m.times) if fastest else m.median
+    return blocked_seconds(fn, min_time, device, fastest)
 
 
 def main(argv=None) -> int:
@@ -65,7 +61,7 @@ def main(argv=None) -> int:
         layer = FactoredSphericalLayer(W.detach())
         ta = time_it(full_step(W, h, y, F.cross_entropy), dev, a.min_time, not a.median)
         tb = time_it(full_step(W, h, y, z_loss), dev, a.min_time, not a.median)
-        tc = time_it(lambda: layer.step(h, y, 0.1), dev, a.min_time, not a.median)
+        tc = time_it(partial(layer.step, h, y, 0.1), dev, a.min_time, not a.median)
         print(f"{D:>9} {1e3 * ta:>12.3f} {1e3 * tb:>11.3f} {1e3 * tc:>15.3f} {ta / tc:>8.1f}", flush=True)
         del W, layer
     return 0

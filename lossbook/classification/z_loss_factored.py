@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..core import check_choice, check_labels, check_positive, check_real, check_reduction, check_tensor, reduce
+from ..core import (check_choice, check_labels, check_positive, check_real, check_reduction, check_same_shape,
+                           check_tensor, reduce)
 from .z_loss import z_loss_from_stats
 
 # %% ../../nbs/classification/z_loss_factored.ipynb #7ec34b69
@@ -58,8 +59,7 @@ def spherical_loss_from_stats(
     check_tensor(o_c, "o_c", ndim=1, floating=True)
     for name, t in (("S1", S1), ("S2", S2)):
         check_tensor(t, name, ndim=1, floating=True)
-        if t.shape != o_c.shape:
-            raise ValueError(f"{name}: expected the shape of o_c {tuple(o_c.shape)}, got {tuple(t.shape)}")
+        check_same_shape(t, o_c, (name, "o_c"))
     D = int(n_classes)
     if D < 2:
         raise ValueError(f"n_classes: expected at least 2, got {n_classes!r}")
