@@ -962,6 +962,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'lossbook.verdict.equivalence_test': ('core/verdict.html#equivalence_test', 'lossbook/verdict.py'),
                                   'lossbook.verdict.equivalent': ('core/verdict.html#equivalent', 'lossbook/verdict.py'),
                                   'lossbook.verdict.observed': ('core/verdict.html#observed', 'lossbook/verdict.py'),
+                                  'lossbook.verdict.peaked': ('core/verdict.html#peaked', 'lossbook/verdict.py'),
                                   'lossbook.verdict.plateau': ('core/verdict.html#plateau', 'lossbook/verdict.py'),
                                   'lossbook.verdict.recompute': ('core/verdict.html#recompute', 'lossbook/verdict.py')},
             'lossbook.vision.betti_matching': { 'lossbook.vision.betti_matching.BettiMatchingLoss': ( 'vision/betti_matching.html#bettimatchingloss',

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 # %% auto #0
 __all__ = ['OUTCOMES', 'STATUSES', 'KINDS', 'as_values', 'TestResult', 'compare_test', 'compare', 'equivalence_test',
-           'equivalent', 'decide', 'beats', 'plateau', 'observed', 'all_of', 'Comparison', 'Gate', 'Claim', 'recompute']
+           'equivalent', 'decide', 'beats', 'plateau', 'peaked', 'observed', 'all_of', 'Comparison', 'Gate', 'Claim',
+           'recompute']
 
 # %% ../nbs/core/05_verdict.ipynb #ce468ac6
 OUTCOMES = ("supports", "contradicts", "inconclusive")
@@ -254,6 +255,20 @@ def plateau(
     gain = sign * (best(mean[-window:]) - best(mean[:-window]))
     return gain <= tol, (f"{name}: the last {window} epochs improved the best value by {gain:.3g} "
                          f"(tolerance {tol:g}); best {best(mean):.4g}")
+
+
+def peaked(
+    best_epochs,  # per seed, the epoch of the best validation value
+    last_epoch,  # the last epoch trained (same numbering as best_epochs)
+    name: str = "run",  # what was trained, for the detail
+) -> tuple[bool, str]:
+    "Gate: the best validation epoch came before the last one in a majority of seeds (the curve stopped rising)."
+    epochs = [int(e) for e in (best_epochs.tolist() if hasattr(best_epochs, "tolist") else best_epochs)]
+    if not epochs:
+        raise ValueError("best_epochs: no seeds given")
+    early = sum(e < int(last_epoch) for e in epochs)
+    return early > len(epochs) / 2, (f"{name}: best validation epoch before the last ({int(last_epoch)}) in {early} of "
+                                     f"{len(epochs)} seed(s), epochs {epochs}")
 
 
 def observed(

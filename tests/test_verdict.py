@@ -275,3 +275,13 @@ def test_all_of_joins_gates():
     assert all_of(iter([(True, "x")])) == (True, "x")
     with pytest.raises(ValueError, match="no checks"):
         all_of([])
+
+
+def test_peaked_gate():
+    from lossbook.verdict import peaked
+    assert peaked([3, 4, 5], 5)[0]  # 2 of 3 seeds peaked before the last epoch
+    assert not peaked([5, 5, 4], 5)[0]  # a minority
+    assert not peaked([5], 5)[0] and not peaked([2, 5], 5)[0]  # half is not a majority
+    assert peaked(np.array([1, 2]), 5) == (True, "run: best validation epoch before the last (5) in 2 of 2 seed(s), epochs [1, 2]")
+    with pytest.raises(ValueError, match="^best_epochs"):
+        peaked([], 5)
