@@ -1,9 +1,8 @@
 """Benchmark of lossbook.vision.betti_matching against topolosses 0.2.0 (card 20).
 
-Forward + backward time per image of `betti_matching_loss` (lossbook: NumPy sorting, SciPy's compiled minimum spanning
-tree to split the edges between dimension 0 and its dual, and Python union-find loops for the six filtrations: both
-inputs, the comparison image and the two image-persistence passes) against topolosses' `BettiMatchingLoss(
-use_base_loss=False)` (the compiled C++ Betti-Matching-3D plus its PyTorch gathering), in the same process, float32, on
+Forward + backward time per image of `betti_matching_loss` (lossbook: one numba kernel per batch, compiled before
+timing: counting sorts and six union-find passes) against topolosses' `BettiMatchingLoss(use_base_loss=False)` (the
+compiled C++ Betti-Matching-3D plus its PyTorch gathering), in the same process, float32, on
 one thread by default. Two kinds of inputs: uniform noise (the worst case: a critical point every few pixels) and
 smooth likelihood maps (blurred noise through a steep sigmoid, like a trained network's output) against smooth binary
 labels. Checks that both give the same loss before timing. Prints the ratio lossbook / library (goal <= 1.0).

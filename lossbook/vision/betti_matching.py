@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 import torch
 import torch.nn as nn
@@ -38,148 +39,197 @@ def _grid(H: int, W: int) -> tuple:
     return a, b, da, db
 
 
-@lru_cache(maxsize=32)
-def _grid_lists(H: int, W: int) -> tuple:
-    "`_grid` as Python lists, for the loops."
-    return tuple(v.tolist() for v in _grid(H, W))
+@numba.njit(cache=True, nogil=True)
+def _root(p, r):
+    "Union-find root of `r`, halving the path on the way."
+    while p[r] != r:
+        p[r] = p[p[r]]
+        r = p[r]
+    return r
 
 
-def _cells(f: np.ndarray) -> dict:
-    "Cell values and the (value, index) orders of one image's V-construction (lists, for the union-find loops)."
-    H, W = f.shape
-    a, b, _, _ = _grid(H, W)
-    fl = f.ravel()
-    ev = np.maximum(fl[a], fl[b])  # edge value: the larger of its two pixels
-    sv = np.maximum(np.maximum(f[1:, 1:], f[1:, :-1]), np.maximum(f[:-1, 1:], f[:-1, :-1]))  # square value
-    sv = np.append(sv.ravel(), np.inf)  # the outside node is never born in the reverse order: it never dies
-    prank = np.empty(H * W, np.int64)
-    prank[np.argsort(fl, kind="stable")] = np.arange(H * W)
-    srank = np.empty(sv.size, np.int64)
-    srank[np.argsort(sv, kind="stable")] = np.arange(sv.size)
-    order = np.argsort(ev, kind="stable")
-    # Kruskal's tree in this order is the minimum spanning tree for the weights rank + 1 (all distinct): SciPy's
-    # compiled MST finds the edges that merge components in dimension 0; by duality, the others merge dual components
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import minimum_spanning_tree
-
-    w = np.empty(len(ev))
-    w[order] = np.arange(1, len(ev) + 1)
-    mst = minimum_spanning_tree(coo_matrix((w, (a, b)), shape=(H * W, H * W)).tocsr())
-    in_tree = np.zeros(len(ev) + 1, dtype=bool)
-    in_tree[mst.data.astype(np.int64)] = True  # by rank + 1
-    in_tree = in_tree[1:]
-    return dict(f=f, fl=fl, ev=ev, sv=sv, prank=prank.tolist(), srank=srank.tolist(),
-                tree=order[in_tree].tolist(), cotree=order[~in_tree][::-1].tolist())
-
-
-def _edge_pixel(c: dict, e: np.ndarray) -> np.ndarray:
-    "Critical pixel of edges `e` (Betti-Matching-3D's rule: the second end if it attains the edge's value)."
-    a, b, _, _ = _grid(*c["f"].shape)
-    return np.where(c["fl"][b[e]] == c["ev"][e], b[e], a[e])
-
-
-def _square_pixel(c: dict, s: np.ndarray) -> np.ndarray:
-    "Critical pixel of squares `s`: the first of (x+1,y+1), (x+1,y), (x,y+1), (x,y) that attains the square's value."
-    H, W = c["f"].shape
-    x, y = np.divmod(s, W - 1)
-    cand = np.stack([(x + 1) * W + y + 1, (x + 1) * W + y, x * W + y + 1, x * W + y])
-    first = np.argmax(c["fl"][cand] == c["sv"][s], axis=0)
-    return cand[first, np.arange(len(s))]
-
-# %% ../../nbs/vision/betti_matching.ipynb #cf537327
-def _dim1(cells: list, da: list, db: list, nsq: int) -> tuple:
-    """Dimension 1 by duality, Eq. (3), for input 0 and input 1 (tracking each dual component's youngest square in the
-    comparison image's order), then the comparison image and the matching. Only the edges outside the primal spanning
-    tree are visited: by duality each of them merges two dual components."""
-    crank = cells[2]["srank"]
-    out = []
-    for k in (0, 1):
-        c = cells[k]
-        rank, sv, ev = c["srank"], c["sv"].tolist(), c["ev"].tolist()
-        p, top_c = list(range(nsq)), list(range(nsq))  # per root: its component's largest square in C's order
-        births, deaths, key = [], [], {}
-        for e in c["cotree"]:  # decreasing order; each of these edges merges two dual components
-            ra, rb = da[e], db[e]
-            while p[ra] != ra:
-                p[ra] = ra = p[p[ra]]
-            while p[rb] != rb:
-                p[rb] = rb = p[p[rb]]
-            # $\min(s, s')$: the younger root (smaller (value, index)) dies
-            y, o = (ra, rb) if rank[ra] < rank[rb] else (rb, ra)
-            p[y] = o
-            ca, cb = top_c[ra], top_c[rb]
-            yc, top_c[o] = (ca, cb) if crank[ca] < crank[cb] else (cb, ca)
-            if ev[e] != sv[y]:  # b < d: a real interval; its image in C dies at square yc
-                key[yc] = len(births)
-                births.append(e)
-                deaths.append(y)
-        out.append((births, deaths, key))
-    c = cells[2]
-    ev, sv = c["ev"].tolist(), c["sv"].tolist()
-    k0, k1 = out[0][2], out[1][2]
-    p, matched = list(range(nsq)), []
-    for e in c["cotree"]:
-        ra, rb = da[e], db[e]
-        while p[ra] != ra:
-            p[ra] = ra = p[p[ra]]
-        while p[rb] != rb:
-            p[rb] = rb = p[p[rb]]
-        y, o = (ra, rb) if crank[ra] < crank[rb] else (rb, ra)
-        p[y] = o
-        if ev[e] != sv[y] and y in k0 and y in k1:
-            matched.append((k0[y], k1[y]))
-    pairs = [np.stack([_edge_pixel(cells[k], np.asarray(out[k][0], dtype=np.int64)),
-                       _square_pixel(cells[k], np.asarray(out[k][1], dtype=np.int64))], 1) for k in (0, 1)]
-    return pairs, matched
+@numba.njit(cache=True, nogil=True)
+def _orders(f, qo, a, b, H, W, g, cnt, prank, eorder, srank, sv):
+    """Exact (value, index) orders of one image's cells from an unstable argsort `qo` of its pixels `f`: dense value
+    ranks `g`, then counting sorts, stable in the index, of the pixels (-> `prank`), the edges (key: their larger pixel;
+    -> `eorder`) and the squares (key: their largest corner; the outside square last; -> `srank`, values `sv`)."""
+    npx, ne, nsq = f.size, a.size, sv.size
+    cur = 0
+    g[qo[0]] = 0
+    for j in range(1, npx):
+        if f[qo[j]] != f[qo[j - 1]]:
+            cur += 1
+        g[qo[j]] = cur
+    G = cur + 2  # dense ranks 0..cur, and cur + 1 for the outside square
+    cnt[: G + 1] = 0  # pixels: cnt[k + 1] counts rank k; the prefix sums are the first slots
+    for v in range(npx):
+        cnt[g[v] + 1] += 1
+    for j in range(1, G + 1):
+        cnt[j] += cnt[j - 1]
+    for v in range(npx):
+        prank[v] = cnt[g[v]]
+        cnt[g[v]] += 1
+    cnt[: G + 1] = 0  # edges
+    for e in range(ne):
+        cnt[max(g[a[e]], g[b[e]]) + 1] += 1
+    for j in range(1, G + 1):
+        cnt[j] += cnt[j - 1]
+    for e in range(ne):
+        k = max(g[a[e]], g[b[e]])
+        eorder[cnt[k]] = e
+        cnt[k] += 1
+    cnt[: G + 1] = 0  # squares
+    for x in range(H - 1):
+        for y in range(W - 1):
+            i, s = x * W + y, x * (W - 1) + y
+            srank[s] = max(max(g[i + W + 1], g[i + W]), max(g[i + 1], g[i]))
+            sv[s] = max(max(f[i + W + 1], f[i + W]), max(f[i + 1], f[i]))
+            cnt[srank[s] + 1] += 1
+    srank[nsq - 1], sv[nsq - 1] = G - 1, np.inf  # the outside square is never born in the reverse order: never dies
+    cnt[G] += 1
+    for j in range(1, G + 1):
+        cnt[j] += cnt[j - 1]
+    for s in range(nsq):
+        k = srank[s]
+        srank[s] = cnt[k]
+        cnt[k] += 1
 
 
-def _dim0(cells: list, a: list, b: list) -> tuple:
-    """Dimension 0 by union-find, Eq. (2), for both inputs; then the comparison image, each component carrying its
-    oldest vertex in both inputs' orders. Only spanning-tree edges are visited: each of them merges two components."""
-    npx = len(cells[0]["prank"])
-    out = []
-    for k in (0, 1):
-        c = cells[k]
-        rank, fl, ev = c["prank"], c["fl"].tolist(), c["ev"].tolist()
-        p, births, deaths, key = list(range(npx)), [], [], {}
-        for e in c["tree"]:  # increasing order; each of these edges merges two components
-            ra, rb = a[e], b[e]
-            while p[ra] != ra:
-                p[ra] = ra = p[p[ra]]
-            while p[rb] != rb:
-                p[rb] = rb = p[p[rb]]
-            # elder rule: the root with the larger (value, index) dies
+@numba.njit(cache=True, nogil=True)
+def _edge_pixel(f, a, b, e):
+    "Critical pixel of edge `e` (Betti-Matching-3D's rule: the second end if it attains the edge's value)."
+    return b[e] if f[b[e]] >= f[a[e]] else a[e]
+
+
+@numba.njit(cache=True, nogil=True)
+def _square_pixel(f, s, value, W):
+    "Critical pixel of square `s`: the first of (x+1,y+1), (x+1,y), (x,y+1), (x,y) that attains its value."
+    x, y = s // (W - 1), s % (W - 1)
+    for c in ((x + 1) * W + y + 1, (x + 1) * W + y, x * W + y + 1):
+        if f[c] == value:
+            return c
+    return x * W + y
+
+
+@numba.njit(cache=True, nogil=True)
+def _emit(dim, i, npair, used, birth, death, U, nu):
+    "Write the intervals of both inputs that were not matched as rows (dim, image, input, birth, death) of U."
+    for k in range(2):
+        for q in range(npair[k]):
+            if used[k, q]:
+                used[k, q] = False
+            else:
+                U[nu, 0], U[nu, 1], U[nu, 2], U[nu, 3], U[nu, 4] = dim, i, k, birth[k, q], death[k, q]
+                nu += 1
+    return nu
+
+
+@numba.njit(cache=True, nogil=True)
+def _betti_kernel(fl, qo, a, b, da, db, H, W):
+    """Betti matching (Eq. 2-4) of N image pairs. `fl` (3, N, H*W): sublevel values of input 0, input 1 and their
+    comparison image min(f0, f1); `qo` the same shape: an argsort of each. Returns M (m, 6) matched rows (dim, image,
+    birth0, death0, birth1, death1) and U (u, 5) unmatched rows (dim, image, input, birth, death), flat pixel indices."""
+    N, npx, ne, nsq = fl.shape[1], fl.shape[2], a.size, (H - 1) * (W - 1) + 1
+    n = max(npx, nsq)
+    M, U = np.empty((N * n, 6), np.int64), np.empty((2 * N * n, 5), np.int64)
+    nm = nu = 0
+    g, cnt = np.empty(npx, np.int64), np.empty(npx + 3, np.int64)
+    prank, srank = np.empty((3, npx), np.int64), np.empty((3, nsq), np.int64)
+    eorder, sv = np.empty((3, ne), np.int64), np.empty((3, nsq))
+    p, t0, t1 = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    cot, ncot = np.empty((3, ne), np.int64), np.zeros(3, np.int64)  # edges set aside for dimension 1, increasing
+    key = np.empty((2, n), np.int64)  # the interval of input k that a C interval maps to (-1: none)
+    birth, death = np.empty((2, n), np.int64), np.empty((2, n), np.int64)
+    npair, used = np.zeros(2, np.int64), np.zeros((2, n), np.bool_)
+    for i in range(N):
+        for k in range(3):
+            _orders(fl[k, i], qo[k, i], a, b, H, W, g, cnt, prank[k], eorder[k], srank[k], sv[k])
+        # dimension 0, Eq. (2): Kruskal in each input's order; the elder rule (the larger (value, index) root dies)
+        for k in range(2):
+            f, rank = fl[k, i], prank[k]
+            p[:npx] = np.arange(npx)
+            key[k, :npx] = -1
+            npair[k] = ncot[k] = 0
+            for e in eorder[k]:
+                ra, rb = _root(p, a[e]), _root(p, b[e])
+                if ra == rb:  # merges nothing here: merges two dual components in dimension 1
+                    cot[k, ncot[k]] = e
+                    ncot[k] += 1
+                    continue
+                y, o = (ra, rb) if rank[ra] > rank[rb] else (rb, ra)
+                p[y] = o
+                if f[y] != max(f[a[e]], f[b[e]]):  # b < d: a real interval
+                    key[k, y] = npair[k]
+                    birth[k, npair[k]], death[k, npair[k]] = y, _edge_pixel(f, a, b, e)
+                    npair[k] += 1
+        # the comparison image, Eq. (4): each component carries its oldest vertex in input 0's and input 1's orders
+        f, rank, r0, r1 = fl[2, i], prank[2], prank[0], prank[1]
+        p[:npx], t0[:npx], t1[:npx] = np.arange(npx), np.arange(npx), np.arange(npx)
+        ncot[2] = 0
+        for e in eorder[2]:
+            ra, rb = _root(p, a[e]), _root(p, b[e])
+            if ra == rb:
+                cot[2, ncot[2]] = e
+                ncot[2] += 1
+                continue
             y, o = (ra, rb) if rank[ra] > rank[rb] else (rb, ra)
             p[y] = o
-            if fl[y] != ev[e]:
-                key[y] = len(births)
-                births.append(y)
-                deaths.append(e)
-        out.append((births, deaths, key))
-    r0, r1, c = cells[0]["prank"], cells[1]["prank"], cells[2]
-    rc, fl, ev = c["prank"], c["fl"].tolist(), c["ev"].tolist()
-    p, old0, old1 = list(range(npx)), list(range(npx)), list(range(npx))
-    k0, k1 = out[0][2], out[1][2]
-    matched = []
-    for e in c["tree"]:
-        ra, rb = a[e], b[e]
-        while p[ra] != ra:
-            p[ra] = ra = p[p[ra]]
-        while p[rb] != rb:
-            p[rb] = rb = p[p[rb]]
-        y, o = (ra, rb) if rc[ra] > rc[rb] else (rb, ra)
-        p[y] = o
-        u, v = old0[ra], old0[rb]  # the two components' oldest vertices in input 0's order
-        y0, old0[o] = (u, v) if r0[u] > r0[v] else (v, u)
-        u, v = old1[ra], old1[rb]
-        y1, old1[o] = (u, v) if r1[u] > r1[v] else (v, u)
-        if fl[y] != ev[e] and y0 in k0 and y1 in k1:
-            matched.append((k0[y0], k1[y1]))
-    pairs = [np.stack([np.asarray(out[k][0], dtype=np.int64),
-                       _edge_pixel(cells[k], np.asarray(out[k][1], dtype=np.int64))], 1) for k in (0, 1)]
-    return pairs, matched
+            u, v = t0[ra], t0[rb]
+            y0, t0[o] = (u, v) if r0[u] > r0[v] else (v, u)
+            u, v = t1[ra], t1[rb]
+            y1, t1[o] = (u, v) if r1[u] > r1[v] else (v, u)
+            if f[y] != max(f[a[e]], f[b[e]]) and key[0, y0] >= 0 and key[1, y1] >= 0:
+                i0, i1 = key[0, y0], key[1, y1]
+                M[nm, 0], M[nm, 1], M[nm, 2], M[nm, 3] = 0, i, birth[0, i0], death[0, i0]
+                M[nm, 4], M[nm, 5] = birth[1, i1], death[1, i1]
+                used[0, i0] = used[1, i1] = True
+                nm += 1
+        nu = _emit(0, i, npair, used, birth, death, U, nu)
+        # dimension 1, Eq. (3), by duality: the set-aside edges in decreasing order merge dual components; the younger
+        # root (smaller (value, index)) dies; each dual component carries its youngest square in C's order
+        crank = srank[2]
+        for k in range(2):
+            f, s_v, rank = fl[k, i], sv[k], srank[k]
+            p[:nsq], t0[:nsq] = np.arange(nsq), np.arange(nsq)
+            key[k, :nsq] = -1
+            npair[k] = 0
+            for j in range(ncot[k] - 1, -1, -1):
+                e = cot[k, j]
+                ra, rb = _root(p, da[e]), _root(p, db[e])
+                y, o = (ra, rb) if rank[ra] < rank[rb] else (rb, ra)
+                p[y] = o
+                ca, cb = t0[ra], t0[rb]
+                yc, t0[o] = (ca, cb) if crank[ca] < crank[cb] else (cb, ca)
+                if max(f[a[e]], f[b[e]]) != s_v[y]:  # b < d; its image in C dies at square yc
+                    key[k, yc] = npair[k]
+                    birth[k, npair[k]] = _edge_pixel(f, a, b, e)
+                    death[k, npair[k]] = _square_pixel(f, y, s_v[y], W)
+                    npair[k] += 1
+        f, s_v = fl[2, i], sv[2]
+        p[:nsq] = np.arange(nsq)
+        for j in range(ncot[2] - 1, -1, -1):
+            e = cot[2, j]
+            ra, rb = _root(p, da[e]), _root(p, db[e])
+            y, o = (ra, rb) if crank[ra] < crank[rb] else (rb, ra)
+            p[y] = o
+            if max(f[a[e]], f[b[e]]) != s_v[y] and key[0, y] >= 0 and key[1, y] >= 0:
+                i0, i1 = key[0, y], key[1, y]
+                M[nm, 0], M[nm, 1], M[nm, 2], M[nm, 3] = 1, i, birth[0, i0], death[0, i0]
+                M[nm, 4], M[nm, 5] = birth[1, i1], death[1, i1]
+                used[0, i0] = used[1, i1] = True
+                nm += 1
+        nu = _emit(1, i, npair, used, birth, death, U, nu)
+    return M[:nm], U[:nu]
 
-# %% ../../nbs/vision/betti_matching.ipynb #dbedc5e6
+
+def _betti_batch(f0: np.ndarray, f1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "`_betti_kernel` on (N, H, W) float64 sublevel images: (M, U) tables of flat pixel indices."
+    N, H, W = f0.shape
+    a, b, da, db = _grid(H, W)
+    fl = np.stack([f0, f1, np.minimum(f0, f1)]).reshape(3, N, H * W)  # Eq. (4): the comparison image
+    return _betti_kernel(fl, np.argsort(fl, axis=-1), a, b, da, db, H, W)
+
+# %% ../../nbs/vision/betti_matching.ipynb #cf537327
 def induced_betti_matching(
     f0: np.ndarray,  # (H, W) first image, **sublevel** filtration (e.g. 1 - prediction)
     f1: np.ndarray,  # (H, W) second image, sublevel filtration (e.g. 1 - label)
@@ -187,16 +237,16 @@ def induced_betti_matching(
     """Betti matching of two sublevel filtrations through their comparison image min(f0, f1), Eq. (2)-(4) (reduced
     homology, ties broken by index as Betti-Matching-3D does). Per dimension k in (0, 1) a dict of flat pixel indices:
     `pairs0` (n0, 2) and `pairs1` (n1, 2) (birth pixel, death pixel) of every interval with b < d, and `matched` (m, 2)
-    rows (i0, i1) of matched intervals."""
+    rows (i0, i1) of matched intervals (here the matched intervals come first in both lists)."""
     f0 = np.ascontiguousarray(f0, dtype=np.float64)
     f1 = np.ascontiguousarray(f1, dtype=np.float64)
-    H, W = f0.shape
-    a, b, da, db = _grid_lists(H, W)
-    # Eq. (4): the comparison image
-    cells = [_cells(f) for f in (f0, f1, np.minimum(f0, f1))]
-    out = [_dim0(cells, a, b), _dim1(cells, da, db, (H - 1) * (W - 1) + 1)]
-    return [dict(pairs0=p[0].reshape(-1, 2), pairs1=p[1].reshape(-1, 2), matched=np.asarray(m, dtype=np.int64).reshape(-1, 2))
-            for p, m in out]
+    M, U = _betti_batch(f0[None], f1[None])
+    out = []
+    for dim in (0, 1):
+        m, u = M[M[:, 0] == dim], U[U[:, 0] == dim]
+        pairs = [np.concatenate([m[:, 2 + 2 * k: 4 + 2 * k], u[u[:, 2] == k][:, 3:]]) for k in (0, 1)]
+        out.append(dict(pairs0=pairs[0], pairs1=pairs[1], matched=np.repeat(np.arange(len(m)), 2).reshape(-1, 2)))
+    return out
 
 # %% ../../nbs/vision/betti_matching.ipynb #ba1b16fc
 def _sublevel(x: np.ndarray | Tensor, filtration: str) -> np.ndarray:
@@ -271,32 +321,21 @@ def betti_matching_loss(
     # Eq. (1): sublevel values; gradients flow through these tensors
     fp = (1 - probs if filtration == "superlevel" else probs).reshape(B * C, H * W)
     ft = (1 - target if filtration == "superlevel" else target).reshape(B * C, H * W)
-    np_p, np_t = fp.detach().cpu().double().numpy(), ft.detach().cpu().double().numpy()
-    rows = {"m": [], "up": [], "ut": []}  # (image, birth, death[, target birth, target death]) flat indices
-    for i in range(B * C):
-        for r in induced_betti_matching(np_p[i].reshape(H, W), np_t[i].reshape(H, W)):
-            m, p0, p1 = r["matched"], r["pairs0"], r["pairs1"]
-            img = lambda n: np.full((n, 1), i, dtype=np.int64)
-            rows["m"].append(np.hstack([img(len(m)), p0[m[:, 0]], p1[m[:, 1]]]))
-            rows["up"].append(np.hstack([img(len(p0) - len(m)), np.delete(p0, m[:, 0], 0)]))
-            rows["ut"].append(np.hstack([img(len(p1) - len(m)), np.delete(p1, m[:, 1], 0)]))
-    m, up, ut = (torch.from_numpy(np.concatenate(rows[k])).to(probs.device) for k in ("m", "up", "ut"))
-    vp, vt = fp.reshape(-1), ft.reshape(-1)
-    at = lambda v, img, pix: v[img * (H * W) + pix]
-    # $2\|q-p\|^2$ for matched (q, p)
-    matched = 2 * ((at(vp, m[:, 0], m[:, 1]) - at(vt, m[:, 0], m[:, 3])) ** 2
-                   + (at(vp, m[:, 0], m[:, 2]) - at(vt, m[:, 0], m[:, 4])) ** 2)
-    bp, dp, bt, dt = at(vp, up[:, 0], up[:, 1]), at(vp, up[:, 0], up[:, 2]), at(vt, ut[:, 0], ut[:, 1]), at(vt, ut[:, 0], ut[:, 2])
-    if push_unmatched_to_1_0:
-        # $2[(b-1)^2 + d^2]$
-        un_p, un_t = 2 * ((bp - 1) ** 2 + dp**2), 2 * ((bt - 1) ** 2 + dt**2)
-    else:
-        # $2\|q-\Delta(q)\|^2 = (b-d)^2$
-        un_p, un_t = (bp - dp) ** 2, (bt - dt) ** 2
+    M, U = _betti_batch(fp.detach().cpu().double().numpy().reshape(-1, H, W),
+                        ft.detach().cpu().double().numpy().reshape(-1, H, W))
+    M, U = torch.from_numpy(M).to(probs.device), torch.from_numpy(U).to(probs.device)
     dtype = torch.promote_types(fp.dtype, ft.dtype)
+    v = torch.stack([fp.reshape(-1).to(dtype), ft.reshape(-1).to(dtype)])  # input 0: the prediction, 1: the label
+    at = lambda src, rows, col: v[src, rows[:, 1] * (H * W) + rows[:, col]]  # value at a row's pixel
+    # $2\|q-p\|^2$ for matched (q, p)
+    matched = 2 * ((at(0, M, 2) - at(1, M, 4)) ** 2 + (at(0, M, 3) - at(1, M, 5)) ** 2)
+    bu, du = at(U[:, 2], U, 3), at(U[:, 2], U, 4)
+    if push_unmatched_to_1_0:
+        unmatched = 2 * ((bu - 1) ** 2 + du**2)  # $2[(b-1)^2 + d^2]$
+    else:
+        unmatched = (bu - du) ** 2  # $2\|q-\Delta(q)\|^2 = (b-d)^2$
     per_image = torch.zeros(B * C, dtype=dtype, device=probs.device)
-    per_image = (per_image.index_add(0, m[:, 0], matched.to(dtype)).index_add(0, up[:, 0], un_p.to(dtype))
-                 .index_add(0, ut[:, 0], un_t.to(dtype)))
+    per_image = per_image.index_add(0, M[:, 1], matched).index_add(0, U[:, 1], unmatched)
     return reduce(per_image.reshape(B, C), reduction)
 
 
