@@ -116,7 +116,7 @@ def carve_validation(
 def load_digits(
     test_size: float = 0.2,  # fraction held out for testing (stratified)
     seed: int = 0,  # fixes the split
-    images: bool = False,  # True: (N, 1, 8, 8) in [0, 1]; False: (N, 64) standardised with the training statistics
+    images: bool = False,  # True: (N, 1, 8, 8) in [0, 1]; False: (N, 64) standardised with the training statistics (scale 1 where constant)
 ) -> DataSplit:
     "scikit-learn's digits as a stratified train/test split of float32 tensors."
     from sklearn.datasets import load_digits as _ld
@@ -127,7 +127,10 @@ def load_digits(
     if images:
         Xtr, Xte = Xtr.reshape(-1, 1, 8, 8), Xte.reshape(-1, 1, 8, 8)
     else:
-        mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
+        # a pixel that is constant in the training part keeps scale 1 (as scikit-learn's StandardScaler): dividing by
+        # its zero std would blow up the test images where it is not
+        mu, sd = Xtr.mean(0), Xtr.std(0)
+        sd[sd == 0] = 1.0
         Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
     t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
     return DataSplit(t(Xtr), t(ytr, torch.long), t(Xte), t(yte, torch.long), "digits", [str(i) for i in range(10)])

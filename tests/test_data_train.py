@@ -44,6 +44,17 @@ def test_digits_split():
     assert torch.equal(load_digits(seed=1).y_test, load_digits(seed=1).y_test)
 
 
+
+def test_digits_constant_training_pixels_keep_scale_one():
+    "A pixel that is 0 in every training image but not in some test image is not divided by a zero std."
+    for seed, test_size in [(0, 0.2), (0, 0.5), (4, 0.5)]:  # splits with such pixels (2, 2 and 2 test entries)
+        d = load_digits(test_size=test_size, seed=seed)
+        const = d.X_train.std(0) == 0
+        assert const.any()
+        assert float(d.X_test.abs().max()) < 1e3  # was up to 1e6 with std + 1e-6 (rare pixels still reach ~120)
+        assert torch.equal(d.X_test[:, const], d.X_test[:, const] - d.X_train[0, const])  # train value 0, scale 1
+
+
 def test_split_helpers():
     d = load_digits()
     z = d.keep_classes([5, 6, 7])
