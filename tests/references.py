@@ -998,3 +998,237 @@ REFERENCES["ce_dice_loss"] = ce_dice_ref
 REFERENCES["dice_cldice_loss"] = dice_cldice_ref
 REFERENCES["skeleton_recall_loss"] = skeleton_recall_ref
 REFERENCES["ce_skeleton_recall_loss"] = ce_skeleton_recall_ref
+
+
+# --- card 35, the Bias Loss (Abrahamyan et al. 2021) --------------------------------------------------------------------
+def bias_loss_ref(logits, target, features, scale=0.3, shift=0.3):
+    """Eqs. (1)-(4): v_i = unbiased variance of sample i's feature map, v_hat = (v - min) / (max - min) over the batch,
+    w = exp(scale v_hat) - shift; the mean of w_i * (logsumexp(o_i) - o_{i,y_i})."""
+    var = []
+    for r in _rows(features.reshape(len(features), -1)):
+        m = sum(r) / len(r)
+        var.append(sum((x - m) ** 2 for x in r) / (len(r) - 1))
+    lo, hi = min(var), max(var)
+    total = 0.0
+    for o, y, v in zip(_rows(logits), target.tolist(), var):
+        mx = max(o)
+        lse = mx + math.log(sum(math.exp(x - mx) for x in o))
+        w = math.exp(scale * ((v - lo) / (hi - lo) if hi > lo else 0.0)) - shift
+        total += w * (lse - o[y])
+    return torch.tensor(total / len(var))
+
+
+REFERENCES["bias_loss"] = bias_loss_ref
+
+
+# --- card 32, nested dropout's truncated cross-entropy (Chen et al. 2022) -----------------------------------------------
+def nested_dropout_loss_ref(features, weight, target, k=None):
+    """Eqs. 2-3 of the notebook: logits o_c = sum_{i < k} h_i W[i][c] (k = D by default, no bias),
+    -log softmax(o)_y by a max-shifted log-sum-exp; the mean over the batch."""
+    H, W, y = _rows(features), _rows(weight), target.tolist()
+    k = len(W) if k is None else k
+    total = []
+    for h, c in zip(H, y):
+        o = [math.fsum(h[i] * W[i][j] for i in range(k)) for j in range(len(W[0]))]
+        m = max(o)
+        total.append(m + math.log(math.fsum(math.exp(v - m) for v in o)) - o[c])
+    return torch.tensor(math.fsum(total) / len(total), dtype=torch.float64)
+
+
+REFERENCES["nested_dropout_loss"] = nested_dropout_loss_ref
+
+
+# --- card 16, EnsLoss and the fixed CC margin losses (Dai 2024) ----------------------------------------------------------
+def _margins_ref(logits, targets):
+    return [(2 * t - 1) * f for f, t in zip(_rows(logits.reshape(-1)), targets.tolist())]
+
+
+def ensloss_ref(logits, targets, seed):
+    """The official `ensLoss.forward` as a loop: eps ~ N(0, 1) (float64, torch.Generator().manual_seed(seed)),
+    g_raw = -exp(eps) sorted ascending, clipped at -1; the k-th smallest goes to the k-th smallest margin (stable);
+    g /= z for z > 1; g -= 1e-6; the mean of g_i z_i."""
+    z = _margins_ref(logits, targets)
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(len(z), generator=g, dtype=torch.float64).tolist()
+    raw = sorted(max(-math.exp(e), -1.0) for e in eps)
+    order = sorted(range(len(z)), key=lambda i: z[i])  # Python's sort is stable
+    d = [0.0] * len(z)
+    for k, i in enumerate(order):
+        d[i] = raw[k]
+    d = [(di / zi if zi > 1 else di) - 1e-6 for di, zi in zip(d, z)]
+    return torch.tensor(math.fsum(di * zi for di, zi in zip(d, z)) / len(z), dtype=torch.float64)
+
+
+def logistic_margin_ref(logits, targets):
+    "log(1 + exp(-z)), mean."
+    z = _margins_ref(logits, targets)
+    return torch.tensor(math.fsum(_softplus(-v) for v in z) / len(z), dtype=torch.float64)
+
+
+def hinge_margin_ref(logits, targets):
+    "max(0, 1 - z), mean."
+    z = _margins_ref(logits, targets)
+    return torch.tensor(math.fsum(max(0.0, 1 - v) for v in z) / len(z), dtype=torch.float64)
+
+
+def sqhinge_margin_ref(logits, targets):
+    "max(0, 1 - z)^2, mean."
+    z = _margins_ref(logits, targets)
+    return torch.tensor(math.fsum(max(0.0, 1 - v) ** 2 for v in z) / len(z), dtype=torch.float64)
+
+
+def exp_margin_ref(logits, targets, max_exponent=50.0):
+    "exp(-z) for -z <= 50, its tangent exp(50) (1 + (-z - 50)) beyond; mean."
+    z = _margins_ref(logits, targets)
+    c = max_exponent
+    return torch.tensor(math.fsum(math.exp(-v) if -v <= c else math.exp(c) * (1 + (-v - c)) for v in z) / len(z),
+                        dtype=torch.float64)
+
+
+REFERENCES["ensloss"] = ensloss_ref
+REFERENCES["logistic_margin_loss"] = logistic_margin_ref
+REFERENCES["hinge_margin_loss"] = hinge_margin_ref
+REFERENCES["sqhinge_margin_loss"] = sqhinge_margin_ref
+REFERENCES["exp_margin_loss"] = exp_margin_ref
+
+
+# --- card 25, decoupled softmax and soft top-k for XMC dual encoders (Gupta et al. 2024) -------------------------------
+def _xmc_rows(scores, targets):
+    return _rows(scores), [[bool(v) for v in r] for r in targets.tolist()]
+
+
+def xmc_softmax_ref(scores, targets):
+    "Eq. (2): -sum_{l in P} (s_l - log sum_j e^{s_j}) per query; mean over queries."
+    S, T = _xmc_rows(scores, targets)
+    return torch.tensor(sum(-sum(s[l] - _lse(s) for l in range(len(s)) if t[l]) for s, t in zip(S, T)) / len(S))
+
+
+def decoupled_softmax_ref(scores, targets):
+    "Eq. (3): -(1/|P|) sum_{l in P} log(e^{s_l} / (e^{s_l} + sum_{j not in P} e^{s_j})); mean over queries."
+    S, T = _xmc_rows(scores, targets)
+    total = 0.0
+    for s, t in zip(S, T):
+        neg = [v for v, p in zip(s, t) if not p]
+        pos = [v for v, p in zip(s, t) if p]
+        total += -sum(v - _lse([v] + neg) for v in pos) / len(pos)
+    return torch.tensor(total / len(S))
+
+
+def _sigmoid(x):
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def soft_topk_loss_ref(scores, targets, k=5, alpha=2.0, n_iter=32):
+    "Eqs. (5)-(6): t by the official bisection on [-max s - 10/alpha, -min s + 10/alpha]; -(1/|P|) sum_{l in P} log p_l."
+    S, T = _xmc_rows(scores, targets)
+    total = 0.0
+    for s, t in zip(S, T):
+        lo, hi = -max(s) - 10 / alpha, -min(s) + 10 / alpha
+        for _ in range(n_iter):
+            mid = (lo + hi) / 2
+            if sum(_sigmoid(alpha * (v + mid)) for v in s) < k:
+                lo = mid
+            else:
+                hi = mid
+        th = (lo + hi) / 2
+        logp = [math.log(_sigmoid(alpha * (v + th))) for v in s]
+        pos = [lp for lp, p in zip(logp, t) if p]
+        total += -sum(pos) / len(pos)
+    return torch.tensor(total / len(S))
+
+
+REFERENCES["xmc_softmax_loss"] = xmc_softmax_ref
+REFERENCES["decoupled_softmax_loss"] = decoupled_softmax_ref
+REFERENCES["soft_topk_loss"] = soft_topk_loss_ref
+
+
+# --- card 10, the hybrid multi-label loss (Aslam et al. 2024, reconstructed) --------------------------------------------
+def _log_sigmoid(x):
+    "log sigmoid(x) = -softplus(-x), in Python floats."
+    return -_softplus(-x)
+
+
+def weighted_bce_ref(logits, targets, w_pos=None, w_neg=None):
+    "Eq. (2): mean over the B*L entries of -(w+_j y log p + w-_j (1 - y) log(1 - p)), p = sigmoid(s)."
+    S, Y = _rows(logits), targets.tolist()
+    L = len(S[0])
+    wp = [1.0] * L if w_pos is None else _rows(w_pos)
+    wn = [1.0] * L if w_neg is None else _rows(w_neg)
+    total = math.fsum(-(wp[j] * y[j] * _log_sigmoid(s[j]) + wn[j] * (1 - y[j]) * _log_sigmoid(-s[j]))
+                      for s, y in zip(S, Y) for j in range(L))
+    return torch.tensor(total / (len(S) * L), dtype=torch.float64)
+
+
+def label_correlation_pairwise_ref(logits, C):
+    "Eq. (4): per sample, sum over j != k of max(C,0) (p_j - p_k)^2 + max(-C,0) p_j p_k; mean over samples."
+    S, Cm = _rows(logits), _rows(C)
+    out = []
+    for s in S:
+        p = [1 / (1 + math.exp(-v)) for v in s]
+        L = len(p)
+        out.append(math.fsum(max(Cm[j][k], 0.0) * (p[j] - p[k]) ** 2 + max(-Cm[j][k], 0.0) * p[j] * p[k]
+                             for j in range(L) for k in range(L) if j != k))
+    return torch.tensor(math.fsum(out) / len(out), dtype=torch.float64)
+
+
+def multilabel_supcon_ref(emb, targets, temperature=0.1):
+    """Eq. (7): for each anchor a with some J_ab > 0 (b != a), -sum_b J_ab / sum_b' J_ab' * log softmax_{b' != a}
+    (cos(h_a, h_b) / tau); J = |y_a & y_b| / |y_a | y_b| (0 when both are empty); mean over those anchors."""
+    H, Y = _unit(_rows(emb)), targets.tolist()
+    n, terms = len(H), []
+    for a in range(n):
+        J = []
+        for b in range(n):
+            inter = sum(1 for u, v in zip(Y[a], Y[b]) if u and v)
+            union = sum(1 for u, v in zip(Y[a], Y[b]) if u or v)
+            J.append(0.0 if (b == a or union == 0) else inter / union)
+        if sum(J) == 0:
+            continue
+        lse = _lse([_dot(H[a], H[b]) / temperature for b in range(n) if b != a])
+        terms.append(math.fsum(J[b] * (lse - _dot(H[a], H[b]) / temperature) for b in range(n) if b != a) / sum(J))
+    return torch.tensor(math.fsum(terms) / len(terms), dtype=torch.float64)
+
+
+def hybrid_multilabel_ref(logits, emb, targets, w_pos=None, w_neg=None, C=None):
+    "Eq. (8) at the defaults: Eq. (2) + 0.1 Eq. (4) + 0.1 Eq. (7) with tau = 0.1."
+    total = weighted_bce_ref(logits, targets, w_pos, w_neg)
+    if C is not None:
+        total = total + 0.1 * label_correlation_pairwise_ref(logits, C)
+    return total + 0.1 * multilabel_supcon_ref(emb, targets, 0.1)
+
+
+REFERENCES["weighted_bce_with_logits"] = weighted_bce_ref
+REFERENCES["label_correlation_loss"] = label_correlation_pairwise_ref
+REFERENCES["multilabel_supcon_loss"] = multilabel_supcon_ref
+REFERENCES["hybrid_multilabel_loss"] = hybrid_multilabel_ref
+
+
+# --- correctness_aware_calibration (card 03): Eq. (4) of Liu et al. 2024, as the official set_temperature ----------------
+def _cac_balanced_mse(conf, correct):
+    "sum_i w_i (c_hat_i - c_i)^2 / sum_i w_i, w_i = 1 - acc on correct and acc on wrong samples; 0 when sum w = 0."
+    c = [1.0 if bool(v) else 0.0 for v in correct.tolist()]
+    x = conf.detach().double().cpu().tolist()
+    acc = sum(c) / len(c)
+    w = [1 - acc if ci == 1.0 else acc for ci in c]
+    den = sum(w)
+    return 0.0 if den == 0 else sum(wi * (xi - ci) ** 2 for wi, xi, ci in zip(w, x, c)) / den
+
+
+def ca_loss_ref(confidence, correct):
+    return torch.tensor(_cac_balanced_mse(confidence, correct), dtype=torch.float64)
+
+
+def ca_loss_from_logits_ref(logits, temperature, labels):
+    import math as _m
+    rows, ts, ys = logits.detach().double().cpu().tolist(), temperature.detach().double().cpu().tolist(), labels.tolist()
+    conf, correct = [], []
+    for row, t, y in zip(rows, ts, ys):
+        top = max(row)
+        e = [_m.exp((v - top) / t) for v in row]
+        conf.append(max(e) / sum(e))
+        correct.append(row.index(top) == y)
+    return torch.tensor(_cac_balanced_mse(torch.tensor(conf), torch.tensor(correct)), dtype=torch.float64)
+
+
+REFERENCES["ca_loss"] = ca_loss_ref
+REFERENCES["ca_loss_from_logits"] = ca_loss_from_logits_ref
