@@ -806,12 +806,14 @@ def refresh(
     nbs = Path(nbs) if nbs else find_nbs_dir()
     results = Path(results) if results else nbs.parent / "results"
     records = []
+    # the source paths, read before the runs: a notebook that another edit breaks meanwhile costs nothing finished
+    paths = {i.slug: i.path for i in find_notebooks(nbs)}
     with tempfile.TemporaryDirectory() as tmp:
         for rec in run(targets, smoke=False, device=device, params=params, out=tmp, nbs=nbs):
             records.append(rec)
             if not rec["ok"]:
                 continue
-            info = read_notebook_info(next(i.path for i in find_notebooks(nbs) if i.slug == rec["slug"]))
+            info = read_notebook_info(paths[rec["slug"]])
             nb = strip_papermill(json.loads(Path(rec["executed"]).read_text(encoding="utf-8")))
             from fastcore.nbio import dict2nb, write_nb  # nbdev-clean's own writer: no diff on the next clean
             tmp_nb = info.path.with_name(f".{info.path.name}.tmp")

@@ -153,6 +153,26 @@ def test_refresh_writes_outputs_back_without_papermill(book, tmp_path):
     assert "partly" in runner.list_notebooks(book, results)
 
 
+
+def test_refresh_keeps_a_finished_run_when_another_notebook_breaks_meanwhile(book, tmp_path, monkeypatch):
+    "Another notebook's parameters cell turning into a non-literal during the run (someone editing it) costs nothing."
+    real_run = runner.run
+
+    def run_while_someone_edits(*args, **kwargs):
+        for rec in real_run(*args, **kwargs):
+            other = book / "beta" / "c_norecord.ipynb"
+            nb = json.loads(other.read_text())
+            nb["cells"][2]["source"] = "seeds = list(range(3))"
+            other.write_text(json.dumps(nb))
+            yield rec
+
+    monkeypatch.setattr(runner, "run", run_while_someone_edits)
+    results = tmp_path / "results"
+    (rec,) = runner.refresh(["a_ok"], nbs=book, results=results)
+    assert rec["ok"] and json.loads((results / "a_ok.json").read_text())["mode"] == "full"
+    with pytest.raises(ValueError, match="not a literal"):
+        runner.find_notebooks(book)  # the edit did break reading that notebook
+
 def test_strip_papermill_is_idempotent():
     nb = _nb(1, "a", "t", "x = 1")
     once = strip_papermill(json.loads(nbformat.writes(nb)))
