@@ -1232,3 +1232,43 @@ def ca_loss_from_logits_ref(logits, temperature, labels):
 
 REFERENCES["ca_loss"] = ca_loss_ref
 REFERENCES["ca_loss_from_logits"] = ca_loss_from_logits_ref
+
+
+# --- score_distribution_iqa (card 57): DeQA-Score's soft-label KL and KL + Thurstone fidelity (You et al. 2025) ----------
+def _softmax_row(row):
+    top = max(row)
+    e = [math.exp(v - top) for v in row]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+def _kl_row(q, pi):
+    return sum(qx * (math.log(qx) - math.log(px)) for qx, px in zip(q, pi) if qx > 0)
+
+
+def level_kl_loss_ref(level_logits, soft_labels):
+    "Eq. (6): mean over images of sum_x q_x log(q_x / softmax(s)_x) (official F.kl_div(..., 'batchmean'))."
+    rows, qs = _rows(level_logits), _rows(soft_labels)
+    return torch.tensor(sum(_kl_row(q, _softmax_row(r)) for r, q in zip(rows, qs)) / len(rows), dtype=torch.float64)
+
+
+def deqa_loss_ref(level_logits, soft_labels, mos, std, dataset_ids):
+    "Eq. (9) at the defaults: mean fidelity (fixed predicted std 1) over same-data-set pairs i<j + mean KL; eps 1e-8."
+    rows, qs, m, s, ids = _rows(level_logits), _rows(soft_labels), _rows(mos), _rows(std), dataset_ids.tolist()
+    eps = 1e-8
+    Phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    mu_hat = [sum(x * p for x, p in zip((5, 4, 3, 2, 1), _softmax_row(r))) for r in rows]
+    fids = []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            if ids[i] != ids[j]:
+                continue
+            p = Phi((m[i] - m[j]) / math.sqrt(s[i] ** 2 + s[j] ** 2 + eps))
+            ph = Phi((mu_hat[i] - mu_hat[j]) / math.sqrt(2 + eps))
+            fids.append(1 - math.sqrt(ph * p + eps) - math.sqrt((1 - ph) * (1 - p) + eps))
+    kl = sum(_kl_row(q, _softmax_row(r)) for r, q in zip(rows, qs)) / len(rows)
+    return torch.tensor(sum(fids) / len(fids) + kl, dtype=torch.float64)
+
+
+REFERENCES["level_kl_loss"] = level_kl_loss_ref
+REFERENCES["deqa_loss"] = deqa_loss_ref
