@@ -1272,3 +1272,58 @@ def deqa_loss_ref(level_logits, soft_labels, mos, std, dataset_ids):
 
 REFERENCES["level_kl_loss"] = level_kl_loss_ref
 REFERENCES["deqa_loss"] = deqa_loss_ref
+
+
+# --- long_tailed_partial_labels (card 48): COMIC (Zhang et al. 2023) and ASL, as the official PriorFocalModifierLoss /
+# ReflectiveLabelCorrectorLoss loops, at the default arguments (sum reduction) -------------------------------------------
+def _ltpl_sig(v):
+    import math as _m
+    return 1 / (1 + _m.exp(-v))
+
+
+def _ltpl_asl_sum(x, y, w, gamma_pos, gamma_neg, clip, eps=1e-8, norm=1.0):
+    "sum_{k,c} -w_c [y log p+ + (1-y) log p-] (1 - p_t)^gamma, with gamma_neg a per-class list."
+    import math as _m
+    total = 0.0
+    for xr, yr in zip(x, y):
+        for c, (xv, yv) in enumerate(zip(xr, yr)):
+            p = _ltpl_sig(xv)
+            pn = min(1.0, 1 - p + clip)
+            pt = p if yv == 1 else pn
+            g = gamma_pos if yv == 1 else gamma_neg[c]
+            l = yv * _m.log(max(p, eps)) + (1 - yv) * _m.log(max(pn, eps))
+            total += -l * w[c] * (1 - pt) ** g * norm
+    return total
+
+
+def asymmetric_loss_ref(logits, targets):
+    x, y = logits.detach().double().cpu().tolist(), targets.tolist()
+    C = len(x[0])
+    return torch.tensor(_ltpl_asl_sum(x, y, [1.0] * C, 0.0, [4.0] * C, 0.05), dtype=torch.float64)
+
+
+def multi_focal_modifier_ref(logits, targets, class_weights=None):
+    x, y = logits.detach().double().cpu().tolist(), targets.tolist()
+    C = len(x[0])
+    w = [1.0] * C if class_weights is None else class_weights.detach().double().cpu().tolist()
+    g = [3.0] * C if class_weights is None else [3.0 + v for v in w]
+    return torch.tensor(_ltpl_asl_sum(x, y, w, 0.0, g, 0.05), dtype=torch.float64)
+
+
+def rlc_loss_ref(logits, targets, counts):
+    import math as _m
+    x, y, n0 = logits.detach().double().cpu().tolist(), targets.tolist(), counts.double().cpu().tolist()
+    B, C = len(x), len(x[0])
+    xm = [[x[k][c] - 1.0 * y[k][c] for c in range(C)] for k in range(B)]
+    p = [[_ltpl_sig(v) for v in row] for row in xm]
+    mean = [sum(p[k][c] for k in range(B)) / B for c in range(C)]
+    yh = [[1 if (p[k][c] > 0.7 and p[k][c] > mean[c]) else y[k][c] for c in range(C)] for k in range(B)]
+    n = [n0[c] + sum(yh[k][c] - y[k][c] for k in range(B)) for c in range(C)]
+    w = [(1 - _m.log(v / max(n))) ** (1 / 6) for v in n]
+    npos = max(1, sum(map(sum, yh)))
+    return torch.tensor(_ltpl_asl_sum(xm, yh, w, 0.0, [3.0 + v for v in w], 0.05, norm=B / npos), dtype=torch.float64)
+
+
+REFERENCES["asymmetric_loss"] = asymmetric_loss_ref
+REFERENCES["multi_focal_modifier_loss"] = multi_focal_modifier_ref
+REFERENCES["rlc_loss"] = rlc_loss_ref
