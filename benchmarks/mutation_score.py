@@ -131,6 +131,13 @@ def skip_listed_mutants(work: Path, module: str, names: dict[str, str]) -> int:
     return len(marked)
 
 
+def copy_from_git(rev: str, paths: list[str], dest: Path) -> None:
+    "Write `paths` (files or folders of the repository) as they are at commit `rev` under `dest` (git archive)."
+    tar = subprocess.run(["git", "archive", "--format=tar", rev, "--", *paths], cwd=ROOT, capture_output=True,
+                         check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+
+
 def mutmut_config(module: str, tests: list[str], k: str | None = None) -> str:
     "The [tool.mutmut] table: mutate only `module`, run only `tests` (optionally only those matching `-k k`)."
     as_list = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
@@ -251,6 +258,11 @@ def main():
                     help="fnmatch patterns of functions (e.g. '_*example') whose not yet checked mutants are not run: "
                          "marked skipped, reported as not tested, outside every ratio (saves the covering tests of "
                          "their survivors, e.g. multi-process DDP tests)")
+    ap.add_argument("--git-rev", metavar="REV", default=None,
+                    help="take the library (lossbook/, nbs/, settings.ini, setup.py) and the tests' support files "
+                         "(conftest, ddp_utils, references) as committed at REV instead of the working tree, whose "
+                         "other modules may be half-written by others; the named test files still come from the "
+                         "working tree")
     ap.add_argument("--skip-docstrings", action="store_true",
                     help="do not run the mutants that change only a docstring (no test reads __doc__); they are "
                          "counted as survivors and reported as such")
@@ -282,8 +294,10 @@ def main():
         if args.report_only:
             report(work, args.module, args.exclude_functions, equivalents)
             return
-        for f in SUPPORT + test_names:  # the tests as they are now (mutmut copies tests/ into mutants/ itself)
-            shutil.copy(ROOT / "tests" / f, work / "tests" / f)
+        for f in test_names if args.git_rev else SUPPORT + test_names:  # the tests as they are now (mutmut copies
+            shutil.copy(ROOT / "tests" / f, work / "tests" / f)            # tests/ into mutants/ itself)
+        if args.git_rev:
+            copy_from_git(args.git_rev, [f"tests/{f}" for f in SUPPORT], work)
         add_order_hook(work)
         skip_docstrings(work)  # before listing the unchecked mutants: those marked skipped are not run
         n_eq = skip_listed_mutants(work, args.module, equivalents)
@@ -303,14 +317,18 @@ def main():
             subprocess.run(mutmut + names + unchecked, cwd=work)
     else:
         work = Path(tempfile.mkdtemp(prefix="lossbook-mutmut-"))
-        for name in ("lossbook", "nbs"):
-            shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        (work / "tests").mkdir()
-        for f in SUPPORT + test_names:
+        if args.git_rev:
+            copy_from_git(args.git_rev, ["lossbook", "nbs", "settings.ini", "setup.py"]
+                          + [f"tests/{f}" for f in SUPPORT], work)
+        else:
+            for name in ("lossbook", "nbs"):
+                shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            (work / "tests").mkdir()
+            for f in ("settings.ini", "setup.py"):
+                shutil.copy(ROOT / f, work / f)
+        for f in test_names if args.git_rev else SUPPORT + test_names:
             shutil.copy(ROOT / "tests" / f, work / "tests" / f)
         add_order_hook(work)
-        for f in ("settings.ini", "setup.py"):
-            shutil.copy(ROOT / f, work / f)
         toml = (ROOT / "pyproject.toml").read_text()
         toml = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", toml)  # ours replaces any table there
         (work / "pyproject.toml").write_text(toml + mutmut_config(args.module, [f"tests/{t}" for t in test_names], args.k))

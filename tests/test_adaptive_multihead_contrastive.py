@@ -449,3 +449,97 @@ def test_ddp_temperature_network_gradients_equal_one_process():
         torch.testing.assert_close(v, loss.detach(), rtol=1e-10, atol=1e-12)
     for i, p in enumerate(net.parameters()):
         torch.testing.assert_close(sum(g[i] for _, g in results), p.grad, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_empty_temperature_batches_are_legal():
+    assert temperature_regularizer(torch.empty(0, dtype=torch.float64), 4).shape == (0,)
+    net = _net(3)
+    e = torch.empty(0, 3, dtype=torch.float64)
+    assert net(e, e).shape == (0,) and net(e, torch.ones(1, 3, dtype=torch.float64)).shape == (0,)
+    assert net(torch.ones(1, 3, dtype=torch.float64), e).shape == (0,)
+
+
+def test_integer_features_are_refused_by_name():
+    net = _net(3)
+    z = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^za: expected a floating-point tensor"):
+        net(z.long(), z)
+    with pytest.raises(ValueError, match=r"^zb: expected a floating-point tensor"):
+        net(z, z.long())
+    with pytest.raises(ValueError, match=r"^x: expected a floating-point tensor"):
+        MultiHeadProjector(3, 2, num_heads=1, hidden=4)(z.long())
+
+
+def test_smallest_legal_sizes_and_module_settings():
+    p = MultiHeadProjector(1, 1, num_heads=1, hidden=1)
+    assert p(torch.ones(2, 1)).shape == (2, 1, 1)
+    m = AMCLNTXentLoss(3, tau_min=0.01, tau_max=1.5, beta=0.0, topk=1)
+    assert (m.temp_net.tau_min, m.temp_net.tau_max, m.beta, m.topk) == (0.01, 1.5, 0.0, 1)
+    z1, z2 = _views(4, 2, 3, grad=False)
+    torch.testing.assert_close(m(z1, z2), amcl_ntxent_loss(z1, z2, m.temp_net, beta=0.0, topk=1), rtol=0, atol=0)
+
+
+def test_module_without_network_message():
+    z1, z2 = _views(4, 2, 3, grad=False)
+    with pytest.raises(ValueError, match=r"^temp_net: this AMCLNTXentLoss was built without `dim` and owns no temperature "
+                                         r"network; build it with AMCLNTXentLoss\(dim=D\) or pass temp_net$"):
+        AMCLNTXentLoss()(z1, z2)
+
+
+def test_gathers_only_when_ddp_is_active(monkeypatch):
+    import lossbook.ssl.adaptive_multihead_contrastive as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    real = mod.reduce_over_ranks
+    monkeypatch.setattr(mod, "reduce_over_ranks", lambda t, n, r, a: calls.append(("reduce", a)) or real(t, n, r, a))
+    z1, z2 = _views(5, 2, 3, grad=False)
+    net = _net(3)
+    ref = amcl_ntxent_loss(z1, z2, net, topk=4)
+    amcl_ntxent_loss(z1, z2, net, topk=4, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == [("reduce", False), ("reduce", False)]
+    calls.clear()
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(amcl_ntxent_loss(z1, z2, net, topk=4, gather_distributed=True), ref, rtol=1e-12, atol=1e-12)
+    assert sorted(map(str, calls)) == sorted(map(str, [(5, 2, 3), (5, 2, 3), "slice", ("reduce", True)]))
+
+
+def test_one_dimensional_pair_temperature():
+    net = PairTemperature(1, hidden=1)
+    assert (net.dim, net.hidden) == (1, 1)
+    assert net(torch.ones(3, 1), torch.ones(3, 1)).shape == (3,)
+
+
+def test_a_network_with_pairwise_is_called_through_it_once_per_head():
+    z1, z2 = _views(5, 3, 3, grad=False)
+    net = _net(3)
+    calls, forwards = [], []
+    real = net.pairwise
+    net.pairwise = lambda za, zb: calls.append((tuple(za.shape), tuple(zb.shape))) or real(za, zb)
+    hook = net.register_forward_hook(lambda *_: forwards.append(1))
+    amcl_ntxent_loss(z1, z2, net, topk=4)
+    hook.remove()
+    assert calls == [((10, 3), (10, 3))] * 3 and forwards == []
+
+
+def test_second_view_and_bad_network_messages():
+    z1, z2 = _views(4, 2, 3, grad=False)
+    with pytest.raises(ValueError, match=r"^z2: expected 3 dimensions"):
+        amcl_ntxent_loss(z1, z2[:, 0], _net(3))
+    with pytest.raises(TypeError, match=r"^temp_net: expected a callable .*, got int$"):
+        amcl_ntxent_loss(z1, z2, 3)
+
+
+def test_mixed_and_half_precision_views():
+    z1, z2 = _views(5, 2, 3, grad=False)
+    net = _net(3)
+    for a, b in ((z1.float(), z2), (z1, z2.float())):
+        got = amcl_ntxent_loss(a, b, net, topk=4, reduction="none")
+        assert got.dtype == torch.float64
+        assert torch.equal(got, amcl_ntxent_loss(a.double(), b.double(), net, topk=4, reduction="none"))
+    netf = _net(3).float()
+    for a, b in ((z1.bfloat16(), z2.float()), (z1.float(), z2.bfloat16())):
+        got = amcl_ntxent_loss(a, b, netf, topk=4, reduction="none")
+        assert got.dtype == torch.float32
+        assert torch.equal(got, amcl_ntxent_loss(a.float(), b.float(), netf, topk=4, reduction="none"))

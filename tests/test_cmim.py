@@ -338,3 +338,79 @@ def test_informative_embedding():
         informative_embedding(enc, nn.Linear(3, 3), x)
     with pytest.raises(ValueError, match=r"^encode\(x\):"):
         informative_embedding(lambda t: t.sum(1), dec, x)
+
+
+# --- mutation pass (#7): the gaps its survivors showed ----------------------------------------------------------------------
+def test_entropy_and_log_prob_over_the_last_dimension_of_any_shape():
+    g = torch.Generator().manual_seed(5)
+    std = 0.5 + torch.rand(2, 3, 4, generator=g, dtype=torch.float64)
+    z, mu = torch.randn(2, 3, 4, generator=g, dtype=torch.float64), torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    assert encoder_entropy(std).shape == (2, 3) and gaussian_log_prob(z, mu, std).shape == (2, 3)
+    torch.testing.assert_close(encoder_entropy(std)[1], encoder_entropy(std[1]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fn", [amim_loss, vae_loss])
+def test_latent_losses_compute_in_the_widest_input_dtype(fn):
+    args = _gauss(6, 3)
+    for i in range(4):  # one input in float64, the others in float32: computed in float64
+        mixed = [a if j == i else a.float() for j, a in enumerate(args)]
+        got = fn(*mixed, reduction="none")
+        assert got.dtype == torch.float64 and torch.equal(got, fn(*[a.double() for a in mixed], reduction="none")), i
+    low = [a.bfloat16() for a in args]  # bf16 inputs: computed in float32
+    got = fn(*low, reduction="none")
+    assert got.dtype == torch.float32 and torch.equal(got, fn(*[a.float() for a in low], reduction="none"))
+
+
+def test_module_passes_sample_ids():
+    _, z, mu, std = _gauss(6, 3)
+    ids = torch.tensor([0, 0, 1, 2, 2, 3])
+    m = CMIMContrastiveLoss(0.8)
+    want = cmim_contrastive_loss(z, mu, std, 0.8, sample_ids=ids)
+    torch.testing.assert_close(m(z, mu, std, ids), want, rtol=0, atol=0)
+    assert not torch.allclose(want, m(z, mu, std))
+
+
+def test_sample_ids_must_be_one_dimensional():
+    _, z, mu, std = _gauss(6, 3)
+    with pytest.raises(ValueError, match=r"^sample_ids: expected 1 dimensions"):
+        cmim_contrastive_loss(z, mu, std, sample_ids=torch.arange(6)[:, None])
+
+
+def test_contrastive_computes_in_the_widest_input_dtype():
+    _, z, mu, std = _gauss(6, 3)
+    args = (z, mu, std)
+    for i in range(3):
+        mixed = [a if j == i else a.float() for j, a in enumerate(args)]
+        got = cmim_contrastive_loss(*mixed, reduction="none")
+        assert got.dtype == torch.float64
+        assert torch.equal(got, cmim_contrastive_loss(*[a.double() for a in mixed], reduction="none")), i
+        low = [a.bfloat16() if j == i else a.float() for j, a in enumerate(args)]
+        got = cmim_contrastive_loss(*low, reduction="none")
+        assert got.dtype == torch.float32
+        assert torch.equal(got, cmim_contrastive_loss(*[a.float() for a in low], reduction="none")), i
+
+
+def test_gathers_only_when_ddp_is_active(monkeypatch):
+    import lossbook.ssl.cmim as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("slice") or slice(0, n))
+    real = mod.reduce_over_ranks
+    monkeypatch.setattr(mod, "reduce_over_ranks", lambda t, n, r, a: calls.append(("reduce", a)) or real(t, n, r, a))
+    _, z, mu, std = _gauss(6, 3)
+    ref = cmim_contrastive_loss(z, mu, std)
+    cmim_contrastive_loss(z, mu, std, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == [("reduce", False), ("reduce", False)]
+    calls.clear()
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(cmim_contrastive_loss(z, mu, std, gather_distributed=True), ref, rtol=1e-12, atol=1e-12)
+    assert sorted(map(str, calls)) == sorted(map(str, [(6, 3), (6, 3), (6,), "slice", ("reduce", True)]))
+
+
+def test_mean_and_std_dimensions_are_checked_by_their_own_names():
+    lp, z, mu, std = _gauss(6, 3)
+    for fn in (lambda m, s: cmim_contrastive_loss(z, m, s), lambda m, s: amim_loss(lp, z, m, s)):
+        with pytest.raises(ValueError, match=r"^mu: expected 2 dimensions"):
+            fn(mu[0], std)
+        with pytest.raises(ValueError, match=r"^std: expected 2 dimensions"):
+            fn(mu, std[0])

@@ -522,3 +522,114 @@ def test_registry_examples_are_valid():
     assert h.shape == (5, 10) and h.dtype == torch.float32 and y.shape == (5,) and kw == {}
     (h, a, y), kw = csl._adv_example(5, torch.float64, "cpu", 1)
     assert h.shape == a.shape == (5, 10) and not torch.equal(h, a) and torch.isfinite(adv_comp_sum_loss(h, a, y))
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_zero_tau_and_nu_are_legal_in_every_entry_point():
+    h, y = _data()
+    adv = h + 0.3
+    assert CompSumLoss(tau=0.0).tau == 0.0 and AdvCompSumLoss(tau=0.0, nu=0.0).tau == 0.0
+    assert AdvCompSumLoss(tau=0.0, nu=0.0).nu == 0.0
+    torch.testing.assert_close(AdvCompSumLoss(tau=0.0, nu=0.0)(h, adv, y), comp_sum_loss(h, y, 0.0), rtol=0, atol=0)
+    torch.testing.assert_close(CompSumLoss(tau=0.0)(h, y), comp_sum_loss(h, y, 0.0), rtol=0, atol=0)
+    net = _net()
+    x, yy = _inputs()
+    torch.manual_seed(0)
+    v = smooth_adv_comp_sum_loss(net, x, yy, tau=0.0, nu=0.0, steps=1)
+    torch.testing.assert_close(v, comp_sum_loss(net(x), yy, 0.0))
+
+
+def test_adv_loss_rejects_labels_out_of_range_by_name():
+    h, y = _data()
+    for bad in (torch.full_like(y, 10), torch.full_like(y, -1)):
+        with pytest.raises(ValueError, match=r"^target: labels must lie in \[0, 9\]"):
+            adv_comp_sum_loss(h, h + 0.1, bad)
+
+
+def test_no_warning_on_valid_inputs():
+    import warnings
+    h, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        comp_sum_loss(h, y, 1.5)
+        adv_comp_sum_loss(h, h + 0.1, y, 0.5, 2.0)
+
+
+def test_l2_projection_of_a_short_step_and_of_a_long_one():
+    d = torch.tensor([[0.3, 0.4], [0.03, 0.04]], dtype=torch.float64)  # norms 0.5 and 0.05, both below 1
+    torch.testing.assert_close(csl._project(d, 0.1, "l2"), torch.tensor([[0.06, 0.08], [0.03, 0.04]], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_pgd_start_is_added_and_projected_with_the_attack_norm():
+    net = _net()
+    x, _ = _inputs()
+    start = torch.full_like(x, 0.15)
+    start[:, ::2] = -0.15  # inside the l_inf ball of radius 0.2, far outside its l_2 ball (norm 0.52)
+    got = csl._pgd(net, x, lambda h: h.sum(), 0.2, 0, 0.05, "linf", None, start)
+    torch.testing.assert_close(got, x + start, rtol=0, atol=1e-15)
+    got = csl._pgd(net, x, lambda h: h.sum(), 0.2, 0, 0.05, "l2", None, start)
+    torch.testing.assert_close(got, x + start * (0.2 / start.flatten(1).norm(dim=1))[:, None], rtol=1e-12, atol=1e-15)
+
+
+def test_pgd_l2_step_is_the_per_sample_normalised_gradient():
+    torch.manual_seed(0)
+    net = nn.Linear(12, 4).double()
+    x, _ = _inputs()
+    w = torch.arange(1.0, 9.0, dtype=torch.float64)  # per-sample weights: gradients of different sizes, all below 1
+    objective = lambda h: 0.01 * (w * h[:, 0]).sum()
+    got = csl._pgd(net, x, objective, 10.0, 1, 0.05, "l2", None, None)
+    g = 0.01 * w[:, None] * net.weight[0].detach()[None, :]
+    assert (g.norm(dim=1) < 1).all()
+    torch.testing.assert_close(got, x + 0.05 * g / g.norm(dim=1, keepdim=True), rtol=1e-12, atol=1e-14)
+
+
+def test_pgd_attack_random_starts_are_the_documented_draws(monkeypatch):
+    seen = {}
+    real = csl._pgd
+
+    def spy(model, x_, objective, eps, steps, step_size, norm, clamp, start):
+        seen["start"] = start
+        return real(model, x_, objective, eps, steps, step_size, norm, clamp, start)
+
+    monkeypatch.setattr(csl, "_pgd", spy)
+    net = nn.Linear(1, 3).double()  # one feature: many Gaussian directions are shorter than 1
+    x = torch.rand(16, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.zeros(16, dtype=torch.long)
+    torch.manual_seed(5)
+    pgd_attack(net, x, y, 0.3, 1, norm="l2")
+    torch.manual_seed(5)
+    direction = torch.randn_like(x)
+    radius = 0.3 * torch.rand(16, dtype=torch.float64)
+    assert (direction.abs() < 1).any()
+    torch.testing.assert_close(seen["start"], direction * (radius / direction.abs().squeeze(1))[:, None],
+                               rtol=1e-12, atol=1e-15)
+    net12, (x12, y12) = _net(), _inputs()
+    torch.manual_seed(6)
+    pgd_attack(net12, x12, y12, 0.2, 1)  # l_inf: uniform in the cube, so most starts lie outside the l_2 ball
+    torch.manual_seed(6)
+    torch.testing.assert_close(seen["start"], (2 * torch.rand_like(x12) - 1) * 0.2, rtol=0, atol=0)
+    assert (seen["start"].flatten(1).norm(dim=1) > 0.2).all()
+
+
+def test_margin_objective_with_labels_below_the_last_class(monkeypatch):
+    seen = {}
+    real = csl._pgd
+
+    def spy(model, x_, objective, eps, steps, step_size, norm, clamp, start):
+        seen["objective"] = objective
+        return real(model, x_, objective, eps, steps, step_size, norm, clamp, start)
+
+    monkeypatch.setattr(csl, "_pgd", spy)
+    net = _net()
+    x, _ = _inputs()
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])  # class 3 of 4 never a label
+    pgd_attack(net, x, y, 0.1, 1, loss="margin")
+    h = net(x)
+    other = h.masked_fill(F.one_hot(y, 4).bool(), float("-inf")).amax(1)
+    torch.testing.assert_close(seen["objective"](h), (other - h.gather(1, y[:, None]).squeeze(1)).sum())
+
+
+def test_registry_example_casts_every_tensor():
+    (h, a, y), _ = csl._adv_example(4, torch.float32, "cpu", 0)
+    assert h.dtype == a.dtype == torch.float32 and y.dtype == torch.long

@@ -403,3 +403,53 @@ def test_smallest_legal_inputs():
     assert pearson_correlation(x, x, eps=0).item() == pytest.approx(1.0)
     assert pearson_loss(x, 1 - x, eps=0).item() == pytest.approx(1.0)
     assert l1_pearson_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_zero_weights_and_eps_are_legal_in_the_module():
+    m = L1PearsonLoss(w_pix=0.0, w_pear=0.0, eps=0.0)
+    assert (m.w_pix, m.w_pear, m.eps) == (0.0, 0.0, 0.0)
+    x, y = _data(seed=16)
+    assert m(x, y).item() == 0.0
+    torch.testing.assert_close(L1PearsonLoss(w_pix=0.0, eps=0.0)(x, y), pearson_loss(x, y, eps=0.0), rtol=0, atol=0)
+
+
+def test_undefined_messages_end_as_documented():
+    x = torch.full((3, 4), 0.25, dtype=torch.float64)
+    y = torch.rand(3, 4, dtype=torch.float64)
+    tail = r"\(0/0: a constant image with eps=0, or values too large for torch.float64\)"
+    with pytest.raises(ValueError, match=r"^input: the Pearson correlation of image\(s\) \[0, 1, 2\] is undefined " + tail + "$"):
+        pearson_loss(x, y, eps=0)  # drop_nonfinite=True, nothing left to average: no hint about the option
+    with pytest.raises(ValueError, match=tail + "; drop_nonfinite=True leaves such images out$"):
+        pearson_loss(x, y, eps=0, drop_nonfinite=False)
+    many = torch.full((12, 4), 0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"image\(s\) \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] is undefined"):
+        pearson_loss(many, torch.rand(12, 4, dtype=torch.float64), eps=0)
+
+
+def test_undefined_message_names_input_when_any_of_its_images_is_constant():
+    x, y = _data((3, 5), seed=17)
+    x, y = x.clone(), y.clone()
+    x[0] = 0.5  # image 0: a constant restored image
+    y[1] = 0.25  # image 1: a constant ground truth
+    with pytest.raises(ValueError, match=r"^input: the Pearson correlation of image\(s\) \[0, 1\]"):
+        pearson_loss(x, y, eps=0, drop_nonfinite=False)
+
+
+def test_too_small_images_message_gives_the_image_shape():
+    with pytest.raises(ValueError, match=r"^input: a correlation needs at least 2 values per image, got images of shape \(1, 1\)$"):
+        pearson_loss(torch.zeros(3, 1, 1), torch.zeros(3, 1, 1))
+
+
+def test_mixed_precision_is_computed_in_the_wider_dtype_and_half_returned_as_half():
+    x, y = _data(seed=18)
+    for a, b in ((x.float(), y), (x, y.float())):
+        got = pearson_correlation(a, b)
+        assert got.dtype == torch.float64 and torch.equal(got, pearson_correlation(a.double(), b.double()))
+    assert pearson_correlation(x.half(), y.half()).dtype == torch.float16
+
+
+def test_registry_example_shape_and_dtype():
+    from lossbook.vision import histoformer_pearson as hp
+    (x, t), kw = hp._images_example(2, torch.float32, "cpu", 0)
+    assert x.shape == t.shape == (2, 3, 8, 8) and x.dtype == t.dtype == torch.float32 and kw == {}

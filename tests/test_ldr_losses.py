@@ -542,3 +542,66 @@ def test_bad_hyper_parameters_name_the_argument():
         with pytest.raises(ValueError, match=rf"^{name}:"):
             sce_loss(o, y, **kw)
     sce_loss(o, y, alpha=0.0, beta=0.0)
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_half_precision_inputs_are_computed_in_float32():
+    o, y = _data(B=6)
+    lo = o.to(torch.bfloat16)
+    up = lo.float()
+    old = torch.linspace(0.6, 1.4, 6)
+    for fn in (ldr_kl_loss, gce_loss, sce_loss, mae_loss):
+        v = fn(lo, y, reduction="none")
+        assert v.dtype == torch.float32 and torch.equal(v, fn(up, y, reduction="none")), fn.__name__
+    torch.testing.assert_close(aldr_kl_loss(lo, y, old, reduction="none"), aldr_kl_loss(up, y, old, reduction="none"),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(aldr_kl_lambdas(lo, old), aldr_kl_lambdas(up, old), rtol=0, atol=0)
+    a, b = ALDRKLLoss(6), ALDRKLLoss(6)
+    torch.testing.assert_close(a(lo, y, torch.arange(6)), b(up, y, torch.arange(6)), rtol=0, atol=0)
+    torch.testing.assert_close(a.lambdas, b.lambdas, rtol=0, atol=0)
+
+
+def test_scalar_and_vector_logits_are_refused_by_name():
+    o, y = _data(B=4)
+    for bad in (torch.tensor(1.0, dtype=torch.float64), o[0]):
+        with pytest.raises(ValueError, match=r"^logits: expected 2 dimensions"):
+            aldr_kl_lambdas(bad)
+        with pytest.raises(ValueError, match=r"^logits: expected 2 dimensions"):
+            ALDRKLLoss(10)(bad, y, torch.arange(4))
+
+
+def test_non_finite_one_hot_target_is_refused_by_name():
+    o, y = _data(B=4)
+    oh = F.one_hot(y, 10).double()
+    for v in (float("nan"), float("inf")):
+        bad = oh.clone()
+        bad[0, 0] = v
+        with pytest.raises(ValueError, match=r"^target: "):
+            ldr_kl_loss(o, bad)
+
+
+def test_corrupted_lambda_buffer_is_refused():
+    o, y = _data(B=4)
+    crit = ALDRKLLoss(10)
+    crit.lambdas[2] = 0.0  # e.g. a damaged state_dict: Eq. (9) itself never goes below lam0 (1 - 1/alpha)
+    with pytest.raises(ValueError, match=r"^lambdas: expected values > 0"):
+        crit(o, y, torch.tensor([0, 1, 2, 3]))
+    crit(o, y, torch.tensor([4, 5, 6, 7]))  # the other samples still train
+
+
+def test_zero_margin_module_and_non_positive_alpha_by_name():
+    assert LDRKLLoss(margin=0.0).margin == 0.0
+    o, y = _data(B=4)
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^alpha: expected a finite number > 0"):
+            ALDRKLLoss(10, alpha=bad)
+        with pytest.raises(ValueError, match=r"^alpha: expected a finite number > 0"):
+            aldr_kl_loss(o, y, alpha=bad)
+
+
+def test_registry_examples_cast_every_tensor():
+    from lossbook.classification import ldr_losses as ldr
+    (o, y), kw = ldr._logits_example(5, torch.float32, "cpu", 1)
+    assert o.shape == (5, 10) and o.dtype == torch.float32 and y.shape == (5,) and kw == {}
+    (o, y), kw = ldr._aldr_example(5, torch.float32, "cpu", 1)
+    assert o.dtype == kw["lambdas"].dtype == torch.float32 and kw["lambdas"].shape == (5,)

@@ -409,3 +409,26 @@ def test_smallest_legal_inputs():
     W2 = torch.eye(2, dtype=torch.float64)
     got = multi_sample_dropout_loss(h, torch.tensor([1]), W2, num_samples=1, p=0.0, masks=m)
     torch.testing.assert_close(got, F.cross_entropy(h, torch.tensor([1])))
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_dropout_masks_keep_a_feature_whose_draw_equals_p():
+    u = torch.rand(1, 1, 6, generator=torch.Generator().manual_seed(3))
+    p = float(u[0, 0, 2])  # the boundary: u >= p is kept (Eq. 1)
+    masks = dropout_masks(1, 6, 1, p, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(masks, u >= p) and bool(masks[0, 0, 2])
+
+
+def test_type_error_messages_name_the_type_given():
+    h, y, W, b, masks = _data()
+    with pytest.raises(TypeError, match=r"^masks: expected a torch.Tensor, got list$"):
+        multi_sample_dropout_loss(h, y, W, b, masks=masks.tolist())
+    with pytest.raises(TypeError, match=r"^head: expected an nn.Module, got function$"):
+        MultiSampleDropout(lambda x: x)
+
+
+def test_registry_example_shapes_and_dtypes():
+    from lossbook.classification import multi_sample_dropout as msd
+    (h, y, W, b), kw = msd._msd_example(3, torch.float32, "cpu", 0)
+    assert h.shape == (3, 16) and W.shape == (10, 16) and b.shape == (10,) and kw["masks"].shape == (3, 8, 16)
+    assert h.dtype == W.dtype == b.dtype == torch.float32 and y.dtype == torch.long and kw["masks"].dtype == torch.bool

@@ -362,22 +362,22 @@ def test_few_shot_loss_trains_a_gradient():
 def test_bad_inputs_proto_triplet():
     q, y, p = _episode()
     cases = [
-        (lambda: proto_triplet_loss(q.clone().fill_(float("nan")), y, p), "query"),
-        (lambda: proto_triplet_loss(q, y, p.clone().fill_(float("inf"))), "protos"),
-        (lambda: proto_triplet_loss(q[:0], y[:0], p), "query"),
-        (lambda: proto_triplet_loss(q, y[:-1], p), "query_labels"),
-        (lambda: proto_triplet_loss(q, y + 5, p), "query_labels"),
-        (lambda: proto_triplet_loss(q, y - 1, p), "query_labels"),
-        (lambda: proto_triplet_loss(q, y.float(), p), "query_labels"),
-        (lambda: proto_triplet_loss(q, y % 1, p[:1]), "protos"),
-        (lambda: proto_triplet_loss(q, y, p[:, :3]), "same embedding size"),
-        (lambda: proto_triplet_loss(q[0], y, p), "query"),
-        (lambda: proto_triplet_loss(q.long(), y, p), "query"),
-        (lambda: proto_triplet_loss(q, y, p, margin=-0.1), "margin"),
-        (lambda: proto_triplet_loss(q, y, p, margin=float("nan")), "margin"),
-        (lambda: proto_triplet_loss(q, y, p, reduction="avg"), "reduction"),
-        (lambda: ProtoTripletLoss(margin=-1.0), "margin"),
-        (lambda: ProtoTripletLoss(reduction="max"), "reduction"),
+        (lambda: proto_triplet_loss(q.clone().fill_(float("nan")), y, p), r"^query:"),
+        (lambda: proto_triplet_loss(q, y, p.clone().fill_(float("inf"))), r"^protos:"),
+        (lambda: proto_triplet_loss(q[:0], y[:0], p), r"^query:"),
+        (lambda: proto_triplet_loss(q, y[:-1], p), r"^query_labels:"),
+        (lambda: proto_triplet_loss(q, y + 5, p), r"^query_labels:"),
+        (lambda: proto_triplet_loss(q, y - 1, p), r"^query_labels:"),
+        (lambda: proto_triplet_loss(q, y.float(), p), r"^query_labels:"),
+        (lambda: proto_triplet_loss(q, y % 1, p[:1]), r"^protos: the Proto-Triplet loss needs at least 2 prototypes \(a negative\), got 1$"),
+        (lambda: proto_triplet_loss(q, y, p[:, :3]), r"^query and protos must have the same embedding size"),
+        (lambda: proto_triplet_loss(q[0], y, p), r"^query:"),
+        (lambda: proto_triplet_loss(q.long(), y, p), r"^query:"),
+        (lambda: proto_triplet_loss(q, y, p, margin=-0.1), r"^margin:"),
+        (lambda: proto_triplet_loss(q, y, p, margin=float("nan")), r"^margin:"),
+        (lambda: proto_triplet_loss(q, y, p, reduction="avg"), r"^reduction:"),
+        (lambda: ProtoTripletLoss(margin=-1.0), r"^margin:"),
+        (lambda: ProtoTripletLoss(reduction="max"), r"^reduction:"),
     ]
     for fn, msg in cases:
         with pytest.raises(ValueError, match=msg):
@@ -388,29 +388,29 @@ def test_bad_inputs_icnn():
     x, y = _clusters()
     t, ty = _clusters(seed=3)
     cases = [
-        (lambda: icnn_loss(x.clone().fill_(float("nan")), y), "x"),
-        (lambda: icnn_loss(x[:0], y[:0]), "x"),
-        (lambda: icnn_loss(x[:2], y[:2]), "at least 3 samples"),
-        (lambda: icnn_loss(x, y[:-1]), "labels"),
-        (lambda: icnn_loss(x, y.float()), "labels"),
-        (lambda: icnn_loss(x.long(), y), "x"),
-        (lambda: icnn_loss(x, y, k=0), "k"),
-        (lambda: icnn_loss(x, y, k=2.5), "k"),
-        (lambda: icnn_loss(x, y, k=True), "k"),
-        (lambda: icnn_loss(x, y, k=4, ipc=3), "ipc"),
-        (lambda: icnn_loss(x, y, ipc=0), "ipc"),
-        (lambda: icnn_loss(x, y, ipc=len(x)), "ipc"),
-        (lambda: icnn_loss(x, y, t, ty, ipc=len(t), faithful=True), "ipc"),
-        (lambda: icnn_loss(x, y, eps=0.0), "eps"),
-        (lambda: icnn_loss(x, y, t), "target"),
-        (lambda: icnn_loss(x, y, None, ty), "target"),
-        (lambda: icnn_loss(x, y, t[:, :2], ty), "same embedding size"),
-        (lambda: icnn_loss(x, y, t.clone().fill_(float("inf")), ty), "target"),
-        (lambda: icnn_loss(x, y, t, ty[:-1]), "target_labels"),
-        (lambda: icnn_loss(x, y, t[:2], ty[:2]), "at least 3 samples"),
-        (lambda: ICNNLoss(k=0), "k"),
-        (lambda: ICNNLoss(ipc=0), "ipc"),
-        (lambda: ICNNLoss(eps=-1.0), "eps"),
+        (lambda: icnn_loss(x.clone().fill_(float("nan")), y), r"^x:"),
+        (lambda: icnn_loss(x[:0], y[:0]), r"^x:"),
+        (lambda: icnn_loss(x[:2], y[:2]), r"^x: the ICNN score needs at least 3 samples"),
+        (lambda: icnn_loss(x, y[:-1]), r"^labels:"),
+        (lambda: icnn_loss(x, y.float()), r"^labels:"),
+        (lambda: icnn_loss(x.long(), y), r"^x:"),
+        (lambda: icnn_loss(x, y, k=0), r"^k:"),
+        (lambda: icnn_loss(x, y, k=2.5), r"^k:"),
+        (lambda: icnn_loss(x, y, k=True), r"^k:"),
+        (lambda: icnn_loss(x, y, k=4, ipc=3), r"^ipc:"),
+        (lambda: icnn_loss(x, y, ipc=0), r"^ipc:"),
+        (lambda: icnn_loss(x, y, ipc=len(x)), r"^ipc:"),
+        (lambda: icnn_loss(x, y, t, ty, ipc=len(t), faithful=True), r"^ipc:"),
+        (lambda: icnn_loss(x, y, eps=0.0), r"^eps:"),
+        (lambda: icnn_loss(x, y, t), r"^target and target_labels: give both or neither$"),
+        (lambda: icnn_loss(x, y, None, ty), r"^target and target_labels: give both or neither$"),
+        (lambda: icnn_loss(x, y, t[:, :2], ty), r"^x and target must have the same embedding size"),
+        (lambda: icnn_loss(x, y, t.clone().fill_(float("inf")), ty), r"^target:"),
+        (lambda: icnn_loss(x, y, t, ty[:-1]), r"^target_labels:"),
+        (lambda: icnn_loss(x, y, t[:2], ty[:2]), r"^target: the ICNN score needs at least 3 samples"),
+        (lambda: ICNNLoss(k=0), r"^k:"),
+        (lambda: ICNNLoss(ipc=0), r"^ipc:"),
+        (lambda: ICNNLoss(eps=-1.0), r"^eps:"),
     ]
     for fn, msg in cases:
         with pytest.raises(ValueError, match=msg):
@@ -423,23 +423,26 @@ def test_bad_inputs_prototypes_and_combiner():
     q = torch.randn(15, 4)
     ql = torch.arange(15) % 5
     cases = [
-        (lambda: prototypes(s, episode_labels(5, 2), 6), "support_labels"),
-        (lambda: prototypes(s, episode_labels(5, 2), 0), "n_way"),
-        (lambda: prototypes(s, episode_labels(5, 2), 4), "support_labels"),
-        (lambda: prototypes(s, episode_labels(5, 2)[:-1], 5), "support_labels"),
-        (lambda: prototypes(s.clone().fill_(float("nan")), episode_labels(5, 2), 5), "support"),
-        (lambda: protonet_logits(q, s[:, :3]), "same embedding size"),
-        (lambda: FewShotLoss("cross,triplet"), "losses"),
-        (lambda: FewShotLoss([]), "losses"),
-        (lambda: FewShotLoss("cross,cross"), "twice"),
-        (lambda: FewShotLoss(k=0), "k"),
-        (lambda: FewShotLoss(margin=-1.0), "margin"),
-        (lambda: FewShotLoss()(s, q, ql, 3), "n_way"),
-        (lambda: FewShotLoss()(s, q, ql, 1), "n_way"),
-        (lambda: FewShotLoss()(s, q, ql + 5, 5), "query_labels"),
-        (lambda: FewShotLoss()(s, q[:, :3], ql, 5), "same embedding size"),
-        (lambda: FewShotLoss()(s, q, ql[:-1], 5), "query_labels"),
-        (lambda: FewShotLoss()(s.clone().fill_(float("nan")), q, ql, 5), "support"),
+        (lambda: prototypes(s, episode_labels(5, 2), 6), r"^support_labels: every class 0\.\.5 needs a support sample; classes \[5\] have none$"),
+        (lambda: prototypes(s, episode_labels(5, 2), 0), r"^n_way:"),
+        (lambda: prototypes(s, episode_labels(5, 2), 4), r"^support_labels:"),
+        (lambda: prototypes(s, episode_labels(5, 2)[:-1], 5), r"^support_labels:"),
+        (lambda: prototypes(s.clone().fill_(float("nan")), episode_labels(5, 2), 5), r"^support:"),
+        (lambda: protonet_logits(q, s[:, :3]), r"^query and protos must have the same embedding size"),
+        (lambda: FewShotLoss("cross,triplet"), r"^losses:"),
+        (lambda: FewShotLoss([]), r"^losses:"),
+        (lambda: FewShotLoss("cross,cross"), r"^losses: a term is selected twice"),
+        (lambda: FewShotLoss(k=0), r"^k:"),
+        (lambda: FewShotLoss(margin=-1.0), r"^margin:"),
+        (lambda: FewShotLoss()(s, q, ql, 3), r"^n_way: expected an integer >= 2 dividing the support's 10 rows, got 3$"),
+        (lambda: FewShotLoss()(s, q, ql, 1), r"^n_way:"),
+        (lambda: FewShotLoss()(s, q, ql + 5, 5), r"^query_labels:"),
+        (lambda: FewShotLoss()(s, q[:, :3], ql, 5), r"^support and query must have the same embedding size"),
+        (lambda: FewShotLoss()(s, q, ql[:-1], 5), r"^query_labels:"),
+        (lambda: FewShotLoss()(s.clone().fill_(float("nan")), q, ql, 5), r"^support:"),
+        (lambda: FewShotLoss()(s, q.long(), ql, 5), r"^query:"),
+        (lambda: protonet_logits(q.long(), s), r"^query:"),
+        (lambda: protonet_logits(q, s.long()), r"^protos:"),
     ]
     for fn, msg in cases:
         with pytest.raises(ValueError, match=msg):
@@ -461,3 +464,103 @@ def test_small_but_valid_shapes():
             prototypes(s, torch.tensor([0, 0]), bad)
         with pytest.raises(ValueError, match="n_way"):
             FewShotLoss()(torch.randn(4, 2), torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), bad)
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_zero_margins_and_two_way_episodes_are_legal():
+    q, y, p = _episode()
+    m = ProtoTripletLoss(margin=0.0)
+    assert m.margin == 0.0
+    torch.testing.assert_close(m(q, y, p), proto_triplet_loss(q, y, p, 0.0), rtol=0, atol=0)
+    f = FewShotLoss("prototriplet", margin=0.0)
+    assert f.margin == 0.0
+    g = torch.Generator().manual_seed(19)
+    s, qq = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    ql = torch.tensor([0, 1, 0, 1])
+    sl = episode_labels(2, 2)
+    torch.testing.assert_close(f(s, qq, ql, 2), proto_triplet_loss(qq, ql, prototypes(s, sl, 2), 0.0), rtol=0, atol=0)
+
+
+def test_few_shot_icnn_terms_pass_k_and_ipc():
+    g = torch.Generator().manual_seed(17)
+    centres = 5 * torch.randn(5, 4, generator=g, dtype=torch.float64)  # tight classes: the 4 nearest are same-class
+    ql = torch.arange(15) % 5
+    sl = episode_labels(5, 2)
+    s = centres[sl] + 0.1 * torch.randn(10, 4, generator=g, dtype=torch.float64)
+    q = centres[ql] + 0.1 * torch.randn(15, 4, generator=g, dtype=torch.float64)
+    p = prototypes(s, sl, 5)
+    torch.testing.assert_close(FewShotLoss("queryicnn", k=2)(s, q, ql, 5), icnn_loss(q, ql, p, torch.arange(5), k=2),
+                               rtol=0, atol=0)
+    want = icnn_loss(torch.cat([s, q]), torch.cat([sl, ql]), k=2, ipc=2 + 3)  # ipc = shot + queries per class, not k + 1
+    torch.testing.assert_close(FewShotLoss("fullicnn", k=2)(s, q, ql, 5), want, rtol=0, atol=0)
+    assert not torch.equal(want, icnn_loss(torch.cat([s, q]), torch.cat([sl, ql]), k=2))
+
+
+def test_icnn_module_passes_target_and_faithful():
+    x, y = _clusters()
+    t, ty = _clusters(seed=3)
+    m = ICNNLoss(faithful=True)
+    assert m.faithful is True
+    want = icnn_loss(x, y, t, ty, faithful=True)
+    torch.testing.assert_close(m(x, y, t, ty), want, rtol=0, atol=0)
+    assert not torch.equal(want, icnn_loss(x, y, t, ty))
+
+
+def test_proto_triplet_computes_in_the_widest_input_dtype():
+    q, y, p = _episode()
+    for a, b in ((q, p.float()), (q.float(), p)):
+        got = proto_triplet_loss(a, y, b, reduction="none")
+        assert got.dtype == torch.float64 and torch.equal(got, proto_triplet_loss(a.double(), y, b.double(), reduction="none"))
+
+
+def test_icnn_gathers_and_checks_by_name_only_when_ddp_is_active(monkeypatch):
+    import lossbook.metric.proto_triplet_icnn as mod
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    x, y = _clusters()
+    t, ty = _clusters(seed=3)
+    ref, ref_t = icnn_loss(x, y), icnn_loss(x, y, t, ty)
+    icnn_loss(x, y, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    torch.testing.assert_close(icnn_loss(x, y, gather_distributed=True), ref, rtol=0, atol=0)
+    assert calls == [(24, 5), (24,)]
+    calls.clear()
+    torch.testing.assert_close(icnn_loss(x, y, t, ty, gather_distributed=True), ref_t, rtol=0, atol=0)
+    assert calls == [(24, 5), (24,), (24, 5), (24,)]
+    for args, msg in (((x.long(), y), r"^x:"), ((x, y.float()), r"^labels:"), ((x, y, t.long(), ty), r"^target:"),
+                      ((x, y, t, ty.float()), r"^target_labels:")):
+        with pytest.raises(ValueError, match=msg):
+            icnn_loss(*args, gather_distributed=True)
+
+
+def test_icnn_terms_default_is_not_faithful_and_mixed_precision_promotes(monkeypatch):
+    x, y = _clusters()
+    t, ty = _clusters(seed=3)
+    plain = icnn_terms(x, y, t, ty)["score"]
+    assert torch.equal(plain, icnn_terms(x, y, t, ty, faithful=False)["score"])
+    assert not torch.equal(plain, icnn_terms(x, y, t, ty, faithful=True)["score"])
+    for a, b in ((x, t.float()), (x.float(), t)):
+        got = icnn_score(a, y, b, ty)
+        assert got.dtype == torch.float64 and torch.equal(got, icnn_score(a.double(), y, b.double(), ty))
+    import lossbook.metric.proto_triplet_icnn as mod
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    for args in ((x, y, t, None), (x, y, None, ty)):
+        with pytest.raises(ValueError, match=r"^target and target_labels: give both or neither$"):
+            icnn_loss(*args, gather_distributed=True)
+
+
+def test_icnn_with_a_single_searched_neighbour():
+    x, y = _clusters()
+    got = icnn_score(x, y, k=1, ipc=1)
+    assert abs(float(got) - _icnn_loop(x, y, k=1, ipc=1)[0]) < 1e-12
+
+
+def test_icnn_terms_keys_and_zero_width_embeddings():
+    x, y = _clusters()
+    terms = icnn_terms(x, y)
+    assert set(terms) == {"score", "lambda_sc", "lambda_dc", "lambda", "gamma", "k", "ipc"}
+    torch.testing.assert_close(terms["lambda"], (terms["lambda_sc"] + terms["lambda_dc"]) / 2, rtol=0, atol=0)
+    q, yq, p = _episode()
+    with pytest.raises(ValueError, match=r"^query: expected at least one embedding dimension, got shape \(15, 0\)$"):
+        proto_triplet_loss(q[:, :0], yq, p[:, :0])

@@ -479,3 +479,110 @@ def test_rankmixup_loss_validates_margin_for_both_kinds_and_y_mix_sign():
             rankmixup_loss(raw, y, mix, ym, kind=kind, margin=-1.0)
     with pytest.raises(ValueError, match=r"^y_mix:"):
         rankmixup_loss(raw, y, mix, -ym, kind="mndcg")
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_two_classes_and_zero_margin_alpha_are_legal():
+    raw, mix = _logits(B=5, C=2, seed=30), _logits(B=5, C=2, M=2, seed=31)
+    _, ym, _, _ = _mix_labels(B=5, C=2, M=2, seed=3)
+    torch.testing.assert_close(mixup_ranking_loss(raw, mix[0], reduction="none"), _mrl_loop(raw, mix[0], 2.0, False))
+    torch.testing.assert_close(mndcg_loss(raw, mix, ym, "none"), _mndcg_loop(raw, mix, ym))
+    assert MixupRankingLoss(margin=0.0).margin == 0.0
+    m = RankMixupLoss(kind="mrl", alpha=0.0, margin=0.0)
+    assert (m.alpha, m.margin) == (0.0, 0.0)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    total, parts = rankmixup_loss(raw, y, mix.reshape(10, 2), ym.reshape(10, 2), kind="mrl", margin=0.0)
+    torch.testing.assert_close(total, parts["ce"] + 0.1 * parts["rank"])
+    torch.testing.assert_close(m(raw, y, mix.reshape(10, 2), ym.reshape(10, 2))[0], F.cross_entropy(raw, y))
+
+
+def test_mrl_mask_with_one_kept_sample_is_that_sample():
+    raw, mix = _logits(B=6, seed=32), _logits(B=6, seed=33)
+    per = mixup_ranking_loss(raw, mix, margin=3.0, reduction="none")
+    mask = torch.zeros(6, dtype=torch.bool)
+    mask[4] = True
+    assert per[4] > 0
+    torch.testing.assert_close(mixup_ranking_loss(raw, mix, margin=3.0, mask=mask), per[4], rtol=1e-14, atol=0)
+    assert mixup_ranking_loss(raw, mix, margin=3.0, mask=torch.zeros(6, dtype=torch.bool)).item() == 0.0
+
+
+def test_mixed_and_half_precision_inputs():
+    raw, mix = _logits(B=6, C=5, seed=34), _logits(B=6, C=5, M=3, seed=35)
+    _, ym, _, _ = _mix_labels(B=6, C=5, M=3, seed=4)
+    args = (raw, mix, ym)
+    ref = mndcg_loss(*args, "none")
+    for i in range(3):  # one input in float64, the others in float32: computed in float64
+        mixed = [a.float() if j != i else a for j, a in enumerate(args)]
+        got = mndcg_loss(*mixed, "none")
+        up = [a.double() for a in mixed]
+        assert got.dtype == torch.float64 and torch.equal(got, mndcg_loss(*up, "none")), i
+        half = [a.to(torch.bfloat16) if j == i else a.float() for j, a in enumerate(args)]  # bf16 is computed in float32
+        got = mndcg_loss(*half, "none")
+        assert got.dtype == torch.float32 and torch.equal(got, mndcg_loss(*[a.float() for a in half], "none")), i
+    del ref
+    pair = (raw, mix[0])
+    for i in range(2):
+        mixed = [a.float() if j != i else a for j, a in enumerate(pair)]
+        got = mixup_ranking_loss(*mixed, margin=0.5, reduction="none")
+        assert got.dtype == torch.float64
+        assert torch.equal(got, mixup_ranking_loss(*[a.double() for a in mixed], margin=0.5, reduction="none")), i
+        half = [a.to(torch.bfloat16) if j == i else a.float() for j, a in enumerate(pair)]
+        got = mixup_ranking_loss(*half, margin=0.5, use_prob=True, reduction="none")
+        want = mixup_ranking_loss(*[a.float() for a in half], margin=0.5, use_prob=True, reduction="none")
+        assert got.dtype == torch.float32 and torch.equal(got, want), i
+
+
+def test_shape_messages_name_the_expected_sizes():
+    raw, mix = _logits(B=4, C=3, seed=0), _logits(B=4, C=3, M=2, seed=1)
+    _, ym, _, _ = _mix_labels(B=4, C=3, M=2, seed=0)
+    with pytest.raises(ValueError, match=r"^logits_mix: expected shape \(M, 4, 3\) to match logits_raw \(4, 3\)"):
+        mndcg_loss(raw, mix[:, :3], ym[:, :3])
+    with pytest.raises(ValueError, match=r"^logits_mix: expected 3 dimensions"):
+        mndcg_loss(raw, torch.tensor(1.0, dtype=torch.float64), ym)
+    with pytest.raises(ValueError, match=r"^mask: expected a bool tensor of shape \(4,\)"):
+        mixup_ranking_loss(raw, raw, mask=torch.ones(3, dtype=torch.bool))
+    x = torch.randn(4, 5)
+    with pytest.raises(ValueError, match=r"^y_onehot: expected 4 rows to match x's batch"):
+        mixup_batch(x, F.one_hot(torch.tensor([0, 1, 2]), 3).float(), 1.0)
+    with pytest.raises(ValueError, match=r"^y_onehot: expected 2 dimensions"):
+        mixup_batch(x, torch.tensor([0.0, 1.0, 2.0, 0.0]), 1.0)
+
+
+def test_rankmixup_mrl_without_mask_checks_y_mix_dtype():
+    raw = _logits(B=4, C=3, seed=0)
+    y = torch.tensor([0, 1, 2, 0])
+    mix = _logits(B=4, C=3, M=1, seed=1).reshape(4, 3)
+    with pytest.raises(ValueError, match=r"^y_mix:"):
+        rankmixup_loss(raw, y, mix, F.one_hot(y, 3), kind="mrl", mask_same_class=False)
+
+
+def test_same_class_mask_on_copy_major_labels():
+    _, ym, _, _ = _mix_labels(B=5, C=4, M=3, seed=5)
+    want = torch.stack([same_class_mask(ym[j]) for j in range(3)])
+    assert torch.equal(same_class_mask(ym), want) and ym.shape[1] != ym.shape[2]
+
+
+def test_beta_draw_is_seeded_from_the_generator():
+    import random as _random
+    g, h = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    for _ in range(3):
+        seed = int(torch.randint(0, 2**62, (1,), generator=h))
+        assert rk._beta(0.7, g) == _random.Random(seed).betavariate(0.7, 0.7)
+
+
+def test_registry_examples_cast_every_tensor():
+    (raw, mix), kw = rk._mrl_example(5, torch.float32, "cpu", 0)
+    assert raw.shape == mix.shape == (5, 10) and raw.dtype == mix.dtype == torch.float32 and kw == {}
+    (raw, mix, ym), _ = rk._mndcg_example(5, torch.float32, "cpu", 0)
+    assert raw.dtype == mix.dtype == ym.dtype == torch.float32 and mix.shape == ym.shape == (3, 5, 10)
+
+
+def test_mndcg_ties_keep_copy_order_with_many_copies():
+    # torch's unstable CPU sort reorders ties from about 16 items on: stable=True is what keeps the copy order
+    B, C, M = 3, 4, 64
+    raw, mix = _logits(B=B, C=C, seed=36), _logits(B=B, C=C, M=M, seed=37)
+    g = torch.Generator().manual_seed(6)
+    rel = torch.tensor([0.5, 0.75, 1.0], dtype=torch.float64)[torch.randint(3, (M, B), generator=g)]
+    ym = torch.zeros(M, B, C, dtype=torch.float64)
+    ym[..., 0], ym[..., 1] = rel, 1 - rel
+    torch.testing.assert_close(mndcg_loss(raw, mix, ym, "none"), _mndcg_loop(raw, mix, ym), rtol=1e-12, atol=1e-14)

@@ -522,3 +522,156 @@ def test_make_brick_wall_and_corrupt_labels():
     assert (corrupt_labels(m, np.random.default_rng(1), n_gaps=0, n_blobs=0) != m).sum() < (noisy != m).sum()
     with pytest.raises(ValueError, match="^kind:"):
         corrupt_labels(m, np.random.default_rng(1), kind="pseudo")
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def _bits(a):
+    "A short fingerprint of a boolean array (its packed bits and its shape)."
+    import hashlib
+    return hashlib.sha256(np.packbits(np.asarray(a, bool)).tobytes() + bytes(str(np.shape(a)), "ascii")).hexdigest()[:16]
+
+
+def test_synthetic_walls_and_noisy_labels_are_pinned_for_a_seed():
+    "The notebook's data are a function of the seed: a snapshot of both generators at seed 3 / 4 (numpy's PCG64 streams)."
+    want = {"id": (1623.8754203170538, 779.756628339727, 335.4580464065075),
+            "ood": (1243.567108746618, 505.1938530063795, 226.2962472885847)}
+    for style, (s1, s2, sm) in want.items():
+        img, m = make_brick_wall(50, 70, np.random.default_rng(3), style)
+        assert img.dtype == np.float32 and img.shape == m.shape == (50, 70) and m.dtype == bool
+        assert _bits(m) == "550fd9e0e269bc2f" and int(m.sum()) == 575
+        x = img.astype(np.float64)
+        assert x.sum() == pytest.approx(s1, rel=1e-9) and (x ** 2).sum() == pytest.approx(s2, rel=1e-9)
+        assert x[m].sum() == pytest.approx(sm, rel=1e-9)
+    _, m = make_brick_wall(50, 70, np.random.default_rng(3))
+    for kw, (bits, on, changed) in [({}, ("e6a5d6c4f8ccce62", 524, 113)), ({"n_gaps": 2}, ("fecaf71b3a487f87", 567, 88)),
+                                    ({"n_blobs": 7}, ("fa60d17f70ea2b4b", 543, 128)),
+                                    ({"n_gaps": 0, "n_blobs": 0}, ("3c8063735903968b", 571, 46))]:
+        c = corrupt_labels(m, np.random.default_rng(4), **kw)
+        assert (_bits(c), int(c.sum()), int((c != m).sum())) == (bits, on, changed), kw
+    assert not np.shares_memory(corrupt_labels(m, np.random.default_rng(4)), m)
+
+
+def test_zero_weights_and_smooth_are_legal_in_the_modules():
+    logits, target = _data(B=2)
+    skel = _tubes(target)
+    m = CEDiceLoss(lambda_ce=0.0, lambda_dice=0.0)
+    assert (m.lambda_ce, m.lambda_dice) == (0.0, 0.0) and m(logits, target).item() == 0.0
+    assert SkeletonRecallLoss(smooth=0.0).smooth == 0.0
+    torch.testing.assert_close(SkeletonRecallLoss(smooth=0.0)(logits, target, skel),
+                               skeleton_recall_loss(logits, target, skel, smooth=0.0), rtol=0, atol=0)
+    c = CESkeletonRecallLoss(lam=0.0, smooth=0.0)
+    assert (c.lam, c.smooth) == (0.0, 0.0)
+    torch.testing.assert_close(c(logits, target, skel), ce_skeleton_recall_loss(logits, target, skel, 0.0, 0.0),
+                               rtol=0, atol=0)
+
+
+def test_skeleton_recall_computes_in_the_widest_input_dtype():
+    logits, target = _data(B=2)
+    skel = _tubes(target)
+    args = (logits, target, skel)
+    for i in range(3):  # one input in float64, the others in float32: computed in float64, returned in logits' dtype
+        mixed = [a if j == i else a.float() for j, a in enumerate(args)]
+        want = skeleton_recall_loss(*[a.double() for a in mixed], reduction="none").to(mixed[0].dtype)
+        assert torch.equal(skeleton_recall_loss(*mixed, reduction="none"), want), i
+    low = [logits.to(torch.bfloat16), target.float(), skel.float()]  # bf16 logits: softmax in float32
+    want = skeleton_recall_loss(logits.to(torch.bfloat16).float(), target.float(), skel.float(), reduction="none")
+    assert torch.equal(skeleton_recall_loss(*low, reduction="none"), want.to(torch.bfloat16))
+
+
+def test_metrics_threshold_is_strictly_above_one_half_and_cldice_is_symmetric():
+    a = np.zeros((10, 10))
+    a[5] = 1.0
+    half = 0.5 * a  # 0.5 is background
+    assert dice_score(half, a) == 0.0 and dice_score(a, half) == 0.0
+    assert cldice_metric(half, a) == 0.0 and cldice_metric(a, half) == 0.0
+    b = a.copy()
+    b[5, :5] = 0.0
+    assert cldice_metric(a, b) == pytest.approx(2 * 0.5 * 1 / 1.5) and cldice_metric(a, b) == cldice_metric(b, a)
+
+
+def test_every_loss_computes_in_the_widest_input_dtype():
+    logits, target = _data(B=2)
+    skel = _tubes(target)
+    soft = 0.9 * target + 0.05  # soft labels: their sums and skeletons round differently in float32 and float64
+    cases = [(cldice_loss, (logits, soft)), (ce_dice_loss, (logits, soft)), (dice_cldice_loss, (logits, soft)),
+             (skeleton_recall_loss, (logits, soft, skel)), (ce_skeleton_recall_loss, (logits, soft, skel))]
+    for fn, args in cases:
+        for i in range(len(args)):  # one input in float64, the others in float32: computed in float64
+            mixed = [a if j == i else a.float() for j, a in enumerate(args)]
+            want = fn(*[a.double() for a in mixed], reduction="none").to(mixed[0].dtype)
+            assert torch.equal(fn(*mixed, reduction="none"), want), (fn.__name__, i)
+        low = [args[0].to(torch.bfloat16)] + [a.float() for a in args[1:]]  # bf16 logits: softmax in float32
+        want = fn(*[a.float() for a in low], reduction="none").to(torch.bfloat16)
+        assert torch.equal(fn(*low, reduction="none"), want), fn.__name__
+
+
+def test_tubed_skeleton_of_tensors_half_values_and_empty_masks():
+    a = np.zeros((9, 9))
+    a[2:7, 4] = 1.0
+    t = torch.tensor(a, requires_grad=True)
+    assert np.array_equal(tubed_skeleton(t), tubed_skeleton(a)) and tubed_skeleton(a).any()
+    assert not tubed_skeleton(0.5 * a).any()  # 0.5 is background
+    e = tubed_skeleton(np.zeros((4, 5)))
+    assert e.shape == (4, 5) and e.dtype == bool and not e.any()
+
+
+def test_skeleton_recall_of_an_empty_skeleton_is_one_with_any_smooth():
+    logits, target = _data(B=2)
+    empty = torch.zeros(2, 1, 16, 16, dtype=torch.float64)
+    for s in (0.5, 1.0, 2.0):
+        torch.testing.assert_close(skeleton_recall_loss(logits, target, empty, smooth=s, reduction="none"),
+                                   torch.full((2,), -1.0, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_example_data_are_pinned_for_a_seed():
+    assert _bits(_grid_mask(np.random.default_rng(0), 12)) == "3ba51dcb011c7eb4"
+    assert _bits(_grid_mask(np.random.default_rng(5), 17)) == "6d2f41f7a765f163"
+    (l, t), _ = _seg_example(3, torch.float64, "cpu", 0)
+    assert float(l.sum()) == pytest.approx(-5.2658173327452005, rel=1e-12)
+    assert float((l ** 2).sum()) == pytest.approx(2891.4388653624337, rel=1e-12) and float(t.sum()) == 432.0
+    (l, t, s), _ = _skel_example(3, torch.float32, "cpu", 0)
+    assert l.dtype == t.dtype == s.dtype == torch.float32 and float(s.sum()) == 175.0
+
+
+def test_skel_example_passes_its_seed():
+    (a, b, c), _ = _skel_example(2, torch.float64, "cpu", 5)
+    (x, y, z), _ = _seg_example(2, torch.float64, "cpu", 5, skel=True)
+    assert torch.equal(a, x) and torch.equal(b, y) and torch.equal(c, z)
+    assert not torch.equal(a, _skel_example(2, torch.float64, "cpu", 0)[0][0])
+
+
+def test_many_synthetic_walls_are_pinned():
+    "24 walls of growing sizes, both styles, and their noisy labels: rare branches (edge bricks, clipped strokes) included."
+    import hashlib
+    hs, sums = hashlib.sha256(), []
+    for seed in range(24):
+        h, w = 20 + 3 * seed, 30 + 5 * seed
+        img, m = make_brick_wall(h, w, np.random.default_rng(seed), "ood" if seed % 2 else "id")
+        c = corrupt_labels(m, np.random.default_rng(seed + 100))
+        hs.update(np.packbits(m).tobytes())
+        hs.update(np.packbits(c).tobytes())
+        sums.append(float(img.astype(np.float64).sum()))
+    assert hs.hexdigest()[:16] == "673576d7d4839dc1"
+    assert sum(sums) == pytest.approx(53016.61924765189, rel=1e-10)
+    assert float(np.sum(np.square(sums))) == pytest.approx(176089424.49403438, rel=1e-10)
+
+
+def test_grid_mask_is_boolean_and_ce_skeleton_recall_softmax_is_float32_for_bf16_logits():
+    assert _grid_mask(np.random.default_rng(0), 12).dtype == bool
+    _, target = _data(B=2)
+    skel = _tubes(target)
+    logits = (3.45 * (2 * target - 1)).to(torch.bfloat16)  # p(correct) ~ 0.999: 1.0 in bf16, so CE survives only in float32
+    got = ce_skeleton_recall_loss(logits, target.float(), skel.float(), lam=0.0, reduction="none")
+    want = ce_skeleton_recall_loss(logits.float(), target.float(), skel.float(), lam=0.0, reduction="none")
+    assert (want > 1e-4).all() and torch.equal(got, want.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("seed,h,w,style,total,on", [
+    (0, 20, 30, "ood", 260.3095429241657, 73),  # a graffiti stroke through row / column 0
+    (5, 55, 85, "id", 2135.3271869271994, 823),  # a course that starts exactly at the bottom edge (r == h)
+    (8, 76, 48, "ood", 1364.2251741038635, 553),  # a stroke through the last column
+    (12, 44, 92, "ood", 1556.7563621103764, 877),  # a stroke through the last row
+])
+def test_walls_at_the_edges_are_pinned(seed, h, w, style, total, on):
+    img, m = make_brick_wall(h, w, np.random.default_rng(seed), style)
+    assert float(img.astype(np.float64).sum()) == pytest.approx(total, rel=1e-10) and int(m.sum()) == on

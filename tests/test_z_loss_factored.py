@@ -307,3 +307,42 @@ def test_reexported_from_the_z_loss_module():
     assert F2 is FactoredSphericalLayer and zl.spherical_loss_from_stats is spherical_loss_from_stats
     with pytest.raises(AttributeError):
         zl.no_such_name  # noqa: B018
+
+
+# ---------------------------------------------------------------- mutation pass (#7): the gaps its survivors showed
+def test_unfactorize_every_step_is_legal():
+    lay, W = _run_both("z", steps=5, unfactorize_every=1)
+    assert lay.unfactorize_every == 1 and lay.unfactorizations == 5
+    assert float((lay.weight() - W).norm() / W.norm()) < 1e-8
+
+
+def test_loss_uses_the_layers_hyper_parameters_and_repr_lists_them():
+    g = torch.Generator().manual_seed(8)
+    W0 = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    h = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 5, 2, 2])
+    lay = FactoredSphericalLayer(W0, "z", a=3.0, b=1.0, eps=1e-4)
+    want = spherical_loss_from_stats(*_stats(h @ W0.T, y), 6, "z", "none", a=3.0, b=1.0, eps=1e-4)
+    torch.testing.assert_close(lay.loss(h, y, "none"), want, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(want, spherical_loss_from_stats(*_stats(h @ W0.T, y), 6, "z", "none"))
+    assert repr(lay) == "FactoredSphericalLayer(D=6, d=3, loss='z', a=3.0, b=1.0, eps=0.0001, check_every=100)"
+
+
+def test_loss_name_and_statistics_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"^loss: expected one of"):
+        spherical_loss_kwargs("hinge")
+    with pytest.raises(ValueError, match=r"^loss_kwargs: \['a'\] are not hyper-parameters of the 'mse' loss \(it takes none\)$"):
+        spherical_loss_kwargs("mse", a=1.0)
+    assert spherical_loss_kwargs("z", eps=0.0)["eps"] == 0.0  # eps >= 0 for the Z-loss
+    o = torch.randn(4, 5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    oc, S1, S2 = _stats(o, y)
+    for name in ("mse", "log_taylor", "log_spherical"):
+        with pytest.raises(ValueError, match=r"^o_c: expected a floating-point tensor"):
+            spherical_loss_from_stats(oc.long(), S1, S2, 5, name)
+        with pytest.raises(ValueError, match=r"^S1: expected a floating-point tensor"):
+            spherical_loss_from_stats(oc, S1.long(), S2, 5, name)
+        with pytest.raises(ValueError, match=r"^S2: expected 1 dimensions"):
+            spherical_loss_from_stats(oc, S1, S2[:, None], 5, name)
+        with pytest.raises(ValueError, match=r"^S1 and o_c must have the same shape"):
+            spherical_loss_from_stats(oc, S1[:3], S2, 5, name)
