@@ -52,7 +52,9 @@ def test_digits_constant_training_pixels_keep_scale_one():
         const = d.X_train.std(0) == 0
         assert const.any()
         assert float(d.X_test.abs().max()) < 1e3  # was up to 1e6 with std + 1e-6 (rare pixels still reach ~120)
-        assert torch.equal(d.X_test[:, const], d.X_test[:, const] - d.X_train[0, const])  # train value 0, scale 1
+        # scale 1 there: the test entries are the raw pixel values x / 16 (the training mean is 0), nonzero in some
+        seen = d.X_test[:, const]
+        assert float(seen.abs().max()) <= 1 and bool((seen != 0).any())
 
 
 def test_split_helpers():
