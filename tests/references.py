@@ -1327,3 +1327,268 @@ def rlc_loss_ref(logits, targets, counts):
 REFERENCES["asymmetric_loss"] = asymmetric_loss_ref
 REFERENCES["multi_focal_modifier_loss"] = multi_focal_modifier_ref
 REFERENCES["rlc_loss"] = rlc_loss_ref
+
+
+# --- card 15, Metrix: mixup for deep metric learning (Venkataramanan et al. 2022) ---------------------------------------
+def _metrix_unit(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / max(n, 1e-12) for x in v]
+
+
+def _metrix_dist(u, v):
+    a, b = _metrix_unit(u), _metrix_unit(v)
+    return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
+
+
+def _avg_nonzero(terms):
+    nz = [t for t in terms if t > 0]
+    return sum(nz) / len(nz) if nz else 0.0
+
+
+def metrix_contrastive_ref(emb_anchor, emb_mixed, lam, pos_margin=0.0, neg_margin=0.5):
+    "Eq. (7): lam [d - m+]_+ and (1 - lam) [m- - d]_+ over rows, each averaged over its non-zero terms (official loss_posneg_mixup + AvgNonZeroReducer)."
+    A, U = _rows(emb_anchor), _rows(emb_mixed)
+    d = [_metrix_dist(a, u) for a, u in zip(A, U)]
+    return torch.tensor(_avg_nonzero([lam * max(0.0, x - pos_margin) for x in d])
+                        + _avg_nonzero([(1 - lam) * max(0.0, neg_margin - x) for x in d]), dtype=torch.float64)
+
+
+def metrix_embed_ref(embeddings, labels, lam=0.5, scheme="pos_neg", weight=0.4, pos_margin=0.0, neg_margin=0.5):
+    "Eq. (8) in embed mode: PML's ContrastiveLoss(0, 0.5, LpDistance()) over all ordered pairs + w x Eq. (7) over the triples of Eq. (5) or (6), by loops."
+    E, y = _rows(embeddings), labels.tolist()
+    N = len(y)
+    pos = [max(0.0, _metrix_dist(E[i], E[j]) - pos_margin) for i in range(N) for j in range(N) if i != j and y[i] == y[j]]
+    neg = [max(0.0, neg_margin - _metrix_dist(E[i], E[j])) for i in range(N) for j in range(N) if y[i] != y[j]]
+    clean = _avg_nonzero(pos) + _avg_nonzero(neg)
+    triples = []
+    for a in range(N):
+        P = [p for p in range(N) if p != a and y[p] == y[a]]
+        Ng = [n for n in range(N) if y[n] != y[a]]
+        if scheme == "pos_neg":
+            triples += [(a, p, n) for p in P for n in Ng]
+        elif not P:
+            triples += [(a, a, n) for n in Ng]
+    d = [_metrix_dist(E[a], [lam * s + (1 - lam) * t for s, t in zip(E[p], E[n])]) for a, p, n in triples]
+    mixed = (_avg_nonzero([lam * max(0.0, x - pos_margin) for x in d])
+             + _avg_nonzero([(1 - lam) * max(0.0, neg_margin - x) for x in d]))
+    return torch.tensor(clean + weight * mixed, dtype=torch.float64)
+
+
+REFERENCES["metrix_contrastive_loss"] = metrix_contrastive_ref
+REFERENCES["metrix_embed_loss"] = metrix_embed_ref
+REFERENCES["metrix_embed_loss_anchor_neg"] = metrix_embed_ref
+
+
+# --- card 37, KD-Loss for facial landmarks (Fard & Mahoor 2022; official TF kd_loss) ------------------------------------
+def _kd37_aloss(x, g, t, alpha, alpha_neg, band=0.15):
+    "One coordinate: alpha*(d-m) beyond the reflected teacher, alpha_neg*(m-d) between b and it, 0 in the band."
+    m, d = abs(t - g), abs(x - g)
+    if m == 0 or d == 0:
+        return 0.0
+    if d > m:
+        return alpha * (d - m)
+    return alpha_neg * (m - d) if d >= band * m else 0.0
+
+
+def _kd37_main(x, g, tol, c=3.0):
+    e, t = abs(g - x), abs(g - tol)
+    return c * e if e <= t else e * e + c * t - t * t
+
+
+def _kd37_mean(fn, *tensors):
+    rows = [_rows(t) for t in tensors]
+    vals = [fn(*xs) for cols in zip(*rows) for xs in zip(*cols)]
+    return torch.tensor(sum(vals) / len(vals), dtype=torch.float64)
+
+
+def kd_landmark_loss_ref(pred, gt, tough, tolerant):
+    "Eq. (5) at the code's values: 2 main(c=3, t=|gt-tol|) + ALoss(tough; 1.9, -0.45) + ALoss(tol; 1.8, -0.4); mean."
+    return _kd37_mean(lambda x, g, t, tl: 2.0 * _kd37_main(x, g, tl) + _kd37_aloss(x, g, t, 1.9, -0.45)
+                      + _kd37_aloss(x, g, tl, 1.8, -0.4), pred, gt, tough, tolerant)
+
+
+def assistive_loss_ref(pred, gt, teacher):
+    "Eqs. (1)-(3) with alpha 1.9, alpha- -0.45, band 0.15; mean over batch x coordinates."
+    return _kd37_mean(lambda x, g, t: _kd37_aloss(x, g, t, 1.9, -0.45), pred, gt, teacher)
+
+
+def kd_main_loss_ref(pred, gt, tolerant):
+    "Eq. (4) with c = 3; mean over batch x coordinates."
+    return _kd37_mean(_kd37_main, pred, gt, tolerant)
+
+
+REFERENCES["kd_landmark_loss"] = kd_landmark_loss_ref
+REFERENCES["assistive_loss"] = assistive_loss_ref
+REFERENCES["kd_main_loss"] = kd_main_loss_ref
+
+
+# --- card 21, λ-PNN's pansharpening losses (Ciotola, Poggi & Scarpa 2023; official matciotola/Lambda-PNN) ---------------
+def _np64(t):
+    import numpy as np
+    return np.asarray(t.detach().double().cpu().numpy(), dtype=np.float64)
+
+
+def _ergas_np(pred, target, ratio=4.0):
+    "Per image: 100/R sqrt(mean_b MSE_b / mu_b^2), mu_b the target's band mean (official metrics.ERGAS)."
+    out = []
+    for p, t in zip(pred, target):
+        terms = []
+        for pb, tb in zip(p, t):
+            mse = sum((float(a) - float(b)) ** 2 for a, b in zip(pb.ravel(), tb.ravel())) / pb.size
+            mu = sum(float(v) for v in tb.ravel()) / tb.size
+            terms.append(mse / mu**2)
+        out.append(100.0 / ratio * math.sqrt(sum(terms) / len(terms)))
+    return out
+
+
+def _xcorr_np(a, b, w, eps=1e-20):
+    "official xcorr_torch, by shifted sums: window rows/cols k-w+1..k+w, zero padding, pixels centred by their own window mean."
+    import numpy as np
+    def box(x):
+        H, W = x.shape[-2:]
+        xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(w, w), (w, w)])
+        s = np.zeros_like(x)
+        for di in range(1, 2 * w + 1):
+            for dj in range(1, 2 * w + 1):
+                s += xp[..., di : di + H, dj : dj + W]
+        return s
+    a, b = np.broadcast_arrays(a, b)
+    a = a - box(a) / (4 * w * w)
+    b = b - box(b) / (4 * w * w)
+    sab, saa, sbb = box(a * b), np.maximum(box(a * a), eps), np.maximum(box(b * b), eps)
+    return sab / (np.sqrt(saa * sbb) + eps)
+
+
+def _structural_np(pred, pan, threshold=None, ratio=4):
+    import numpy as np
+    x = 1.0 - np.maximum(_xcorr_np(pred, pan, math.ceil(ratio / 2)), -1.0)
+    if threshold is not None:
+        x = x * (x > threshold)
+    return x.reshape(x.shape[0], -1).mean(1)
+
+
+def _mtf_np(gains=(0.23, 0.23, 0.23, 0.23), ratio=4, N=41):
+    "official nyquist_filter_generator (fspecial Gaussian response, centred inverse DFT, Kaiser 0.5), separable window."
+    import numpy as np
+    ks = []
+    for G in gains:
+        sig = math.sqrt(((N - 1) * (1 / ratio) / 2) ** 2 / (-2 * math.log(G)))
+        m = np.arange(N) - (N - 1) / 2
+        hd = np.exp(-(m[:, None] ** 2 + m[None, :] ** 2) / (2 * sig**2))
+        hd = hd / hd.max()
+        h = np.rot90(np.fft.fftshift(np.fft.ifft2(np.rot90(np.fft.fftshift(np.rot90(hd, 2)), 2))), 2).real
+        win = np.kaiser(N, 0.5)
+        h = np.clip(h * np.outer(win, win), 0, None)
+        ks.append(h / h.sum())
+    return np.stack(ks)
+
+
+def _downgrade_np(x, ratio=4):
+    "blur each band with its MTF kernel (edge padding) and keep pixels R//2 + R i: only the kept pixels are computed."
+    import numpy as np
+    k = _mtf_np(ratio=ratio)
+    N = k.shape[-1]
+    n, B, H, W = x.shape
+    xp = np.pad(x, [(0, 0), (0, 0), (N // 2, N // 2), (N // 2, N // 2)], mode="edge")
+    out = np.zeros((n, B, H // ratio, W // ratio))
+    s = ratio // 2
+    for di in range(N):
+        for dj in range(N):
+            out += k[None, :, di, dj, None, None] * xp[:, :, s + di : s + di + H : ratio, s + dj : s + dj + W : ratio]
+    return out
+
+
+def ergas_ref(pred, target):
+    return torch.tensor(sum(_ergas_np(_np64(pred), _np64(target))) / pred.shape[0], dtype=torch.float64)
+
+
+def structural_ref(pred, pan, threshold=None):
+    thr = None if threshold is None else _np64(threshold)
+    return torch.tensor(float(_structural_np(_np64(pred), _np64(pan), thr).mean()), dtype=torch.float64)
+
+
+def lambda_pnn_ref(pred, ms, pan, threshold=None):
+    "Eq. (8) at the defaults (GE1): 0.075 ERGAS(D(pred), ms) + 4.0 L_S(pred, pan; threshold), mean over images."
+    p = _np64(pred)
+    e = _ergas_np(_downgrade_np(p), _np64(ms))
+    thr = None if threshold is None else _np64(threshold)
+    s = _structural_np(p, _np64(pan), thr)
+    return torch.tensor(float(sum(0.075 * a + 4.0 * b for a, b in zip(e, s)) / len(e)), dtype=torch.float64)
+
+
+REFERENCES["ergas_loss"] = ergas_ref
+REFERENCES["structural_loss"] = structural_ref
+REFERENCES["lambda_pnn_loss"] = lambda_pnn_ref
+
+
+# --- card 29, SkyReconNet's composite loss w_s (1 - SSIM) + w_m MSE -----------------------------------------------------
+def ssim_mse_loss_ref(input, target):
+    "Per image (1 - SSIM) + MSE over all pixels (w_s = w_m = 1, R = 1), SSIM by pytorch_msssim (11x11, sigma 1.5); mean."
+    import pytorch_msssim
+    x, y = input.detach().double().cpu(), target.detach().double().cpu()
+    s = pytorch_msssim.ssim(x, y, data_range=1.0, win=_gauss_win_ref(channels=x.shape[1]), size_average=False).tolist()
+    mse = [math.fsum((a - b) ** 2 for a, b in zip(ra, rb)) / len(ra)
+           for ra, rb in zip(_rows(x.flatten(1)), _rows(y.flatten(1)))]
+    return torch.tensor(math.fsum((1 - a) + b for a, b in zip(s, mse)) / len(s))
+
+
+REFERENCES["ssim_mse_loss"] = ssim_mse_loss_ref
+
+
+# --- card 13, UNPG (Jung et al. 2022) --------------------------------------------------------------------------------
+def unpg_ref(cos_logits, emb, labels, scale=64.0, whisker=1.5):
+    """Eq. (6) at the defaults: the negatives x_a.x_b (a < b, different labels) of the normalised embeddings, kept within
+    [Q1 - 1.5 IQR, Q3 + 1.5 IQR] with Q = sorted[int(q l)] (the official box_and_whisker_algorithm), appended to every
+    row of s * cos_logits; cross-entropy with the labels, mean."""
+    c, lab = _rows(cos_logits), labels.tolist()
+    e = []
+    for r in _rows(emb):
+        nrm = math.sqrt(sum(v * v for v in r))
+        e.append([v / max(nrm, 1e-12) for v in r])
+    B = len(lab)
+    sn = [sum(p * q for p, q in zip(e[a], e[b])) for a in range(B) for b in range(a + 1, B) if lab[a] != lab[b]]
+    if sn:
+        srt = sorted(sn)
+        q1, q3 = srt[int(0.25 * len(sn))], srt[int(0.75 * len(sn))]
+        sn = [v for v in sn if q1 - whisker * (q3 - q1) <= v <= q3 + whisker * (q3 - q1)]
+    total = 0.0
+    for row, t in zip(c, lab):
+        logits = [scale * v for v in row] + [scale * v for v in sn]
+        m = max(logits)
+        total += m + math.log(sum(math.exp(v - m) for v in logits)) - scale * row[t]
+    return torch.tensor(total / B, dtype=torch.float64)
+
+
+REFERENCES["unpg_loss"] = unpg_ref
+
+
+# --- card 01, BACON layout guidance (Chen et al. 2024, reconstructed) ------------------------------------------------
+def bacon_ref(attn, masks, self_attn=None):
+    """Defaults: a~_k(p) = sum_q A_s(p,q) a_k(q), scaled to max 1; per sample sum over objects of
+    (1 - S(M a)/S(a))^2 + S((1 - dilate(M,1)) a)/S(a) + S((dilate(M,1) - M) a)/S(a), dilate = 3x3 max; mean over the batch."""
+    A, Ms = attn.tolist(), masks.tolist()
+    B, HW, K = len(A), len(A[0]), len(A[0][0])
+    H, W = len(Ms[0][0]), len(Ms[0][0][0])
+    total = 0.0
+    for b in range(B):
+        if self_attn is not None:
+            S_ = self_attn[b].tolist()
+            al = [[sum(S_[p][q] * A[b][q][k] for q in range(HW)) for k in range(K)] for p in range(HW)]
+        else:
+            al = A[b]
+        for k in range(K):
+            col = [al[p][k] for p in range(HW)]
+            mx = max(col)
+            col = [v / mx for v in col]
+            m = [[bool(Ms[b][k][i][j]) for j in range(W)] for i in range(H)]
+            dil = [[any(m[ii][jj] for ii in range(max(0, i - 1), min(H, i + 2)) for jj in range(max(0, j - 1), min(W, j + 2)))
+                    for j in range(W)] for i in range(H)]
+            s = sum(col)
+            s_in = sum(col[i * W + j] for i in range(H) for j in range(W) if m[i][j])
+            s_far = sum(col[i * W + j] for i in range(H) for j in range(W) if not dil[i][j])
+            s_band = sum(col[i * W + j] for i in range(H) for j in range(W) if dil[i][j] and not m[i][j])
+            total += (1 - s_in / s) ** 2 + s_far / s + s_band / s
+    return torch.tensor(total / B, dtype=torch.float64)
+
+
+REFERENCES["bacon_loss"] = bacon_ref
