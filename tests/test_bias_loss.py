@@ -372,3 +372,84 @@ def test_bad_module_arguments():
         BiasLoss(reduction="avg")
     with pytest.raises(ValueError, match="^shift: expected < 1"):
         feature_variance_weights(torch.ones(2, 3), shift=2.0)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_module_refuses_shift_one_exactly():
+    "shift = 1 makes the smallest weight 1 - shift = 0: refused by the module as by the function (the bound is >= 1)."
+    with pytest.raises(ValueError, match="^shift: expected < 1"):
+        BiasLoss(shift=1.0)
+    assert BiasLoss(shift=0.999).shift == 0.999
+
+
+def test_ddp_path_normalises_over_the_gathered_variances(monkeypatch):
+    "gather / local_slice / all_sum only under DDP; then min / max and the mean are over the global batch (one process)."
+    import lossbook.classification.bias_loss as mod
+    logits, y, feats = _data(12, seed=3)
+    v_other = feature_variance(feats[:5])  # rank 0's 5 samples; this process is rank 1 with the other 7
+    calls, seen, real = [], [], mod.ddp_active
+    monkeypatch.setattr(mod, "gather", lambda x: calls.append(("gather", tuple(x.shape))) or torch.cat([v_other.to(x), x]))
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append(("slice", n, device)) or slice(5, 5 + n))
+    monkeypatch.setattr(mod, "all_sum", lambda x, active=True: calls.append(("all_sum", int(x), active)) or x + 5)
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    feature_variance_weights(feats[5:])
+    assert seen == [False]  # gather_distributed defaults to False
+    bias_loss(logits[5:], y[5:], feats[5:], gather_distributed=True)  # no process group: DDP is not active
+    assert calls == []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    full = bias_loss(logits, y, feats, reduction="none")
+    got = bias_loss(logits[5:], y[5:], feats[5:], reduction="none", gather_distributed=True)
+    torch.testing.assert_close(got, full[5:], rtol=1e-12, atol=1e-14)
+    assert ("slice", 7, feats.device) in calls and ("gather", (7,)) in calls
+    calls.clear()
+    torch.testing.assert_close(bias_loss(logits[5:], y[5:], feats[5:], gather_distributed=True), full[5:].sum() / 12,
+                               rtol=1e-12, atol=1e-14)
+    assert ("all_sum", 7, True) in calls
+    m = BiasLoss(norm="running_min", gather_distributed=True)
+    m(logits[5:], y[5:], feats[5:])
+    assert float(m.running_min) == float(torch.cat([v_other, feature_variance(feats[5:])]).min())
+
+
+def test_two_dimensional_features_and_the_weights_take_the_logits_dtype():
+    logits, y, feats = _data(12, seed=4)
+    flat = feats.reshape(12, -1)  # (B, M) features are legal: Eq. (1) needs only M >= 2 entries per sample
+    assert torch.equal(bias_loss(logits, y, flat), bias_loss(logits, y, feats))
+    out = bias_loss(logits.float(), y, feats, reduction="none")  # float64 features do not promote float32 logits
+    assert out.dtype == torch.float32
+
+
+def test_half_precision_logits_are_computed_in_float32():
+    "full_precision: bf16 logits are cast to float32 before the cross-entropy (a bf16 log-softmax is off by ~1e-2)."
+    logits, y, feats = _data(12, seed=5)
+    lb = (4 * logits).bfloat16()
+    out = bias_loss(lb, y, feats.float(), reduction="none")
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, bias_loss(lb.float(), y, feats.float(), reduction="none"), rtol=1e-6, atol=1e-6)
+
+
+def test_feature_variance_and_normalised_variance_check_their_own_arguments():
+    with pytest.raises(ValueError, match="^features: expected finite values"):
+        feature_variance(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="^features: expected a floating-point tensor"):
+        feature_variance(torch.ones(3, 4, dtype=torch.long))
+    # the smallest legal feature map: 2 entries per sample (unbiased variance (a - b)^2 / 2)
+    torch.testing.assert_close(feature_variance(torch.tensor([[0.0, 2.0], [1.0, 1.0]], dtype=torch.float64)),
+                               torch.tensor([2.0, 0.0], dtype=torch.float64))
+    assert feature_variance(torch.rand(3, 4).bfloat16()).dtype == torch.float32  # computed in full precision
+    with pytest.raises(ValueError, match="^v: expected a floating-point tensor"):
+        normalised_variance(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="^norm: expected one of"):
+        normalised_variance(torch.tensor([1.0, 2.0]), norm="global")
+    # integer features are refused by name before any other argument is looked at
+    logits, y, feats = _data()
+    with pytest.raises(ValueError, match="^features: expected a floating-point tensor"):
+        bias_loss(logits, y, feats.long(), reduction="avg")
+
+
+def test_equal_variances_have_finite_gradients_through_the_normalisation():
+    "All variances equal: v_hat = 0 through a `where` whose other branch divides by a safe 1, not by 0 (no 0/0 gradient)."
+    v = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    out = normalised_variance(v)
+    assert torch.equal(out, torch.zeros(3, dtype=torch.float64))
+    out.sum().backward()
+    assert torch.isfinite(v.grad).all()

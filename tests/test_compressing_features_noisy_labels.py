@@ -434,3 +434,47 @@ def test_label_noise_as_used_in_the_notebook():
         assert (noisy[flipped] != y[flipped]).all()
         if kind == "pair":
             assert (noisy[flipped] == (y[flipped] + 1) % 10).all()
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_coteaching_and_schedule_bounds_and_messages():
+    l = torch.rand(6, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"^loss1: expected a floating-point tensor"):
+        coteaching_select(torch.arange(6), l, 0.2)
+    with pytest.raises(ValueError, match=r"^loss2: expected 1 dimensions"):
+        coteaching_select(l, l[:, None], 0.2)
+    with pytest.raises(ValueError, match=r"^forget_rate: expected a finite real number"):
+        forget_rate_schedule(3, float("nan"))
+    # both ends of [0, 1] are legal rates
+    assert forget_rate_schedule(3, 0.0, 2) == [0.0, 0.0, 0.0]
+    assert forget_rate_schedule(3, 1.0, 0) == [1.0, 1.0, 1.0]
+
+
+def test_weight_rank_smallest_k_and_select_best_k_in_float64():
+    h = torch.rand(4, 3, dtype=torch.float64)
+    W = torch.randn(3, 5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"^weight: expected 2 dimensions"):
+        nested_dropout_loss(h, W[:, :, None], y)
+    # k = 1, the smallest legal truncation, is accepted by the module
+    assert torch.equal(NestedDropoutLoss(k=1)(h, W, y), nested_dropout_loss(h, W, y, k=1))
+    with pytest.raises(ValueError, match=r"^acc_per_k: expected a floating-point tensor"):
+        select_best_k(torch.tensor([1, 2]))
+    # the penalty is exact in float64: a(2) exceeds a(1) by 1e-12 more than the penalty 0.1, so K = 2 wins
+    # (a float32 penalty, 0.1 + 1.5e-9, would pick K = 1)
+    assert select_best_k(torch.tensor([0.0, 0.1 + 1e-12], dtype=torch.float64), tie_penalty=0.1) == 2
+
+
+def test_mask_rank_buffer_not_persistent_half_dtype_and_stable_ties():
+    with pytest.raises(ValueError, match=r"^k: expected 1 dimensions"):
+        nested_mask(torch.tensor([[1], [2]]), 4)
+    layer = NestedDropout(8)
+    assert "probs" not in layer.state_dict()  # derived from (dim, mu, sigma): not saved
+    layer.eval()
+    layer.k = 3
+    h = torch.rand(2, 8).bfloat16()
+    out = layer(h)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, h * nested_mask(3, 8, torch.bfloat16))
+    # tied losses keep their order (a stable sort: unstable sorts reorder ties from about 100 on)
+    i1, i2 = coteaching_select(torch.zeros(200), torch.ones(200), 0.5)
+    assert torch.equal(i1, torch.arange(100)) and torch.equal(i2, torch.arange(100))

@@ -473,3 +473,18 @@ def test_temperature_scaling_bad_arguments():
         with pytest.raises(ValueError, match=rf"^{name}:"):
             TemperatureScaling(**kw)
     TemperatureScaling(n_grid=2)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_transform_consistency_features_checks_every_tensor_by_name():
+    zo = torch.randn(3, 5, dtype=torch.float64)
+    views = [torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)]
+    with pytest.raises(ValueError, match=r"^logits_orig: expected a floating-point tensor"):
+        transform_consistency_features(torch.arange(15).reshape(3, 5), views)
+    with pytest.raises(ValueError, match=r"^logits_views: expected a non-empty list of \(B, C\) logit tensors, one per "
+                                         r"transformed view$"):
+        transform_consistency_features(zo, [])
+    with pytest.raises(ValueError, match=r"^logits_views\[0\]: expected 2 dimensions"):
+        transform_consistency_features(zo, [views[0][None], views[1]])
+    with pytest.raises(ValueError, match=r"^logits_views\[1\]: expected a floating-point tensor"):
+        transform_consistency_features(zo, [views[0], torch.ones(3, 5, dtype=torch.long)])

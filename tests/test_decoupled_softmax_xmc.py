@@ -572,3 +572,90 @@ def test_bad_scorer_inputs():
             dual_encoder_scores(q, e, tau)
         with pytest.raises(ValueError, match=r"^tau:"):
             DualEncoderScorer(tau)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def _keep_ref(pos, k, keys):
+    "min(k, |P|) positives of each row with the smallest float64 keys (loop)."
+    out = torch.zeros_like(pos)
+    for i in range(pos.shape[0]):
+        idx = [j for j in range(pos.shape[1]) if pos[i, j]]
+        idx.sort(key=lambda j: float(keys[i, j]))
+        for j in idx[: int(k)]:
+            out[i, j] = True
+    return out
+
+
+def test_kept_positives_are_drawn_with_float64_keys_from_the_given_or_global_stream():
+    from lossbook.classification.decoupled_softmax_xmc import _keep_at_most_k
+    _, t = _data(9, 12, seed=4, max_pos=6)
+    k = torch.full((9, 1), 3.0, dtype=F64)
+    keys = torch.rand(t.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
+    got = _keep_at_most_k(t, k, torch.Generator().manual_seed(7))
+    assert torch.equal(got, _keep_ref(t, 3, keys))
+    torch.manual_seed(11)  # generator None: torch's global stream, float64 keys too
+    keys = torch.rand(t.shape, dtype=F64)
+    torch.manual_seed(11)
+    assert torch.equal(_keep_at_most_k(t, k, None), _keep_ref(t, 3, keys))
+    s, _ = _data(9, 12, seed=4)
+    torch.manual_seed(11)
+    a = soft_topk_loss(s, t, k=3, sample_positives=True)
+    torch.manual_seed(11)
+    assert torch.equal(a, soft_topk_loss(s, t, k=3, sample_positives=True, generator=torch.default_generator))
+
+
+def test_module_smallest_k_and_n_iter_and_ndcg_default_and_exact_discounts():
+    s, t = _data()
+    assert torch.equal(SoftTopKLoss(k=1, n_iter=1)(s, t), soft_topk_loss(s, t, k=1, n_iter=1))
+    s7 = torch.arange(7, 0, -1, dtype=F64)[None]
+    t7 = torch.tensor([[True, False, False, False, False, True, False]])  # a positive at rank 6
+    assert torch.equal(ndcg_at_k(s7, t7), ndcg_at_k(s7, t7, k=5))
+    assert not torch.equal(ndcg_at_k(s7, t7), ndcg_at_k(s7, t7, k=6))
+    # one row, positives at ranks 2 and 3 of 4: DCG = 1/log2(3) + 1/log2(4), IDCG = 1 + 1/log2(3), in float64
+    s1 = torch.tensor([[4.0, 3.0, 2.0, 1.0]], dtype=F64)
+    t1 = torch.tensor([[False, True, True, False]])
+    want = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert abs(ndcg_at_k(s1, t1, k=3).item() - want) < 1e-15
+
+
+def test_all_positive_row_has_finite_gradients_and_scores_rank_and_alpha_named():
+    s, t = _data(5, 6, seed=2)
+    t[0] = True  # a row without negatives: its decoupled denominator is e^{s_l} alone (log p = 0)
+    x = s.clone().requires_grad_(True)
+    v = decoupled_softmax_loss(x, t, reduction="none")
+    assert v[0].item() == 0.0
+    v.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[0] == 0).all()
+    with pytest.raises(ValueError, match=r"^scores: expected 2 dimensions"):
+        soft_topk(s[None], k=2)
+    with pytest.raises(ValueError, match=r"^scores: expected 2 dimensions"):
+        soft_topk(s[0], k=2)
+    with pytest.raises(ValueError, match=r"^alpha: expected a finite number > 0"):
+        soft_topk_loss(s, t, k=2, alpha=0.0, sample_positives=True)
+
+
+def test_dropped_positives_leave_the_operator_for_a_small_alpha():
+    "sample_positives: a dropped positive sits 50/alpha below the row's minimum, so alpha * gap = 50 for any alpha."
+    from lossbook.classification.decoupled_softmax_xmc import _check_k, _keep_at_most_k
+    s, t = _data(6, 10, seed=3, max_pos=5)
+    got = soft_topk_loss(s, t, k=2, alpha=0.1, n_iter=80, sample_positives=True, reduction="none",
+                         generator=torch.Generator().manual_seed(4))
+    keep = _keep_at_most_k(t, _check_k(2, s), torch.Generator().manual_seed(4))
+    for i in range(6):
+        cols = ~(t[i] & ~keep[i])  # the row without its dropped positives
+        ref = soft_topk_loss(s[i : i + 1, cols], keep[i : i + 1, cols], k=2, alpha=0.1, n_iter=80)
+        torch.testing.assert_close(got[i], ref, rtol=1e-9, atol=1e-12)
+
+
+def test_two_labels_are_legal_and_target_messages_list_their_examples():
+    s2 = torch.tensor([[1.0, -1.0], [0.5, 2.0]], dtype=F64)
+    t2 = torch.tensor([[True, False], [False, True]])
+    torch.testing.assert_close(xmc_softmax_loss(s2, t2), F.cross_entropy(s2, torch.tensor([0, 1])))
+    s, _ = _data(1, 7)
+    with pytest.raises(ValueError, match=r"^targets: expected 0/1 relevance \(a multi-hot matrix\), got other values, "
+                                         r"e\.g\. \[2, 3, -1\]$"):
+        xmc_softmax_loss(s, torch.tensor([[0, 2, 1, 3, -1, 5, 1]]))
+    s, t = _data(7, 12)
+    t[:6] = False
+    with pytest.raises(ValueError, match=r"^targets: every row needs at least one positive label; rows \[0, 1, 2, 3, 4\] have none$"):
+        xmc_softmax_loss(s, t)

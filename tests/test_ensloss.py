@@ -338,3 +338,83 @@ def test_bad_inputs():
         LogisticMarginLoss(reduction="avg")
     with pytest.raises(ValueError, match=r"^lam: expected a finite number >= 0"):
         box_cox_inverse(torch.zeros(2), -1.0)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_ddp_path_ranks_the_gathered_margins_and_keeps_its_rows(monkeypatch):
+    "gather / local_slice are called only under DDP; then the derivatives are drawn for the global batch (one process)."
+    import lossbook.classification.ensloss as mod
+    f, t = _data(10, seed=8)
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda x: calls.append("gather") or x)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append(("slice", n, device)) or slice(0, n))
+    ensloss(f, t, seed=1, gather_distributed=True)  # no process group: DDP is not active
+    assert calls == []
+    # rank 1 of 2: rank 0 holds 6 other samples; the fake gather puts them first
+    f0, t0 = _data(6, seed=9)
+    z0 = margins(f0, t0)
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    monkeypatch.setattr(mod, "gather", lambda x: calls.append("gather") or torch.cat([z0, x]))
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append(("slice", n, device)) or slice(6, 6 + n))
+    full = ensloss(torch.cat([f0, f]), torch.cat([t0, t]), seed=1, reduction="none")
+    got = ensloss(f, t, seed=1, reduction="none", gather_distributed=True)
+    assert calls == ["gather", ("slice", 10, f.device)]
+    torch.testing.assert_close(got, full[6:], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(ensloss(f, t, seed=1, gather_distributed=True), full[6:].sum() / 16, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(ensloss(f, t, seed=1, reduction="sum", gather_distributed=True), full[6:].sum(),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_implied_loss_curve_checks_each_argument_by_name():
+    z = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    g = -torch.ones(5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^z_sorted: expected 1 dimensions"):
+        implied_loss_curve(z[None], g[None])
+    with pytest.raises(ValueError, match=r"^z_sorted: expected a floating-point tensor"):
+        implied_loss_curve(torch.arange(5), g)
+    with pytest.raises(ValueError, match=r"^g_sorted: expected 1 dimensions"):
+        implied_loss_curve(z, g[None])
+    with pytest.raises(ValueError, match=r"^g_sorted: expected a floating-point tensor"):
+        implied_loss_curve(z, -torch.ones(5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^g_sorted: expected at least 2"):
+        implied_loss_curve(z[:2], g[:1])
+    with pytest.raises(ValueError, match=r"^g_sorted: expected finite values"):
+        implied_loss_curve(z, torch.full_like(g, float("nan")))
+    # the smallest legal input: two margins; tied margins are sorted (non-decreasing) and add nothing to the integral
+    torch.testing.assert_close(implied_loss_curve(z[:2], g[:2]), torch.tensor([0.5, 0.0], dtype=torch.float64))
+    zt = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(implied_loss_curve(zt, -torch.ones(3, dtype=torch.float64)),
+                               torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
+
+
+def test_label_messages_and_dtype_of_the_signs():
+    f, _ = _data(6)
+    with pytest.raises(ValueError, match=r"^targets: expected labels in \{0, 1\}, got values such as \[2, 3, -1\]$"):
+        margins(f, torch.tensor([0, 2, 1, 3, -1, 5]))
+    with pytest.raises(ValueError, match=r"^logits: expected one score per sample, shape \(B,\) or \(B, 1\), got \(6, 2\); "
+                                         r"a 2-class softmax output is not a binary score \(use logits\[:, 1\] - logits\[:, 0\]\)$"):
+        margins(torch.randn(6, 2), torch.zeros(6))
+    # float64 labels do not promote float32 scores: the signs take the scores' dtype
+    z = margins(f.float(), torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64))
+    assert z.dtype == torch.float32
+
+
+def test_batched_rows_with_the_zero_anchor_and_an_empty_leading_dim():
+    z = torch.randn(3, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    g = calibrated_loss_derivatives(z, add_zero_anchor=True, seed=6)
+    eps = torch.randn(3, 8, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for i in range(3):  # each row gets its own anchor 0 in the last dimension
+        zi = torch.cat([z[i], z.new_zeros(1)])
+        ref = torch.empty(8, dtype=torch.float64)
+        ref[zi.argsort(stable=True)] = (-eps[i].exp()).sort().values.clamp_min(-1)
+        ref = torch.where(zi > 1, ref / zi, ref) - 1e-6
+        torch.testing.assert_close(g[i], ref[:7], rtol=1e-12, atol=1e-15)
+    # no rows (leading dimension 0) but margins in the last one: an empty result, not an error
+    assert calibrated_loss_derivatives(torch.zeros(0, 5, dtype=torch.float64), seed=0).shape == (0, 5)
+
+
+def test_many_ties_keep_their_order():
+    "A stable sort: with 200 tied margins (unstable sorts reorder ties from about 100 on) the k-th sample gets the k-th smallest."
+    z = torch.zeros(2, 200, dtype=torch.float64)
+    g = calibrated_loss_derivatives(z, seed=1)
+    assert (g.diff(dim=-1) >= 0).all()

@@ -502,3 +502,82 @@ def test_ddp_two_processes_equal_one_process(which, mode):
         torch.testing.assert_close(gs, s.grad[rows], rtol=1e-9, atol=1e-12)
         if which == "hybrid":
             torch.testing.assert_close(gh, h.grad[rows], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_label_correlation_matrix_smallest_inputs():
+    "N = 2 samples, the smallest legal: small standard deviations (den < 1) and labels that occur once."
+    Y = torch.tensor([[1, 0, 1], [0, 1, 1]])
+    C = label_correlation_matrix(Y)
+    torch.testing.assert_close(C, torch.tensor([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    Y = torch.tensor([[1, 1, 0], [0, 0, 1]])
+    C = label_correlation_matrix(Y, "cooccurrence")
+    torch.testing.assert_close(C, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"^Y: expected at least 2 samples to estimate correlations, got 1$"):
+        label_correlation_matrix(torch.ones(1, 3))
+
+
+def test_label_weights_when_a_label_is_missing_from_one_sample():
+    Y = torch.tensor([[1, 0], [1, 1], [0, 0]])  # label 0: n = 2 of N = 3, so N - n = 1
+    w_pos, w_neg = label_weights(Y)
+    torch.testing.assert_close(w_pos, torch.tensor([3 / 4, 3 / 2]))
+    torch.testing.assert_close(w_neg, torch.tensor([3 / 2, 3 / 4]))
+
+
+def test_weighted_bce_computes_in_the_logits_full_precision_dtype():
+    s, _, y, _, _, _ = _ml_example(6)
+    lb = (3 * s).bfloat16()
+    out = weighted_bce_with_logits(lb, y, reduction="none")
+    torch.testing.assert_close(out, weighted_bce_with_logits(lb.float(), y, reduction="none"), rtol=1e-6, atol=1e-7)
+    w = torch.rand(s.shape[1], dtype=torch.float64) + 0.5
+    out = weighted_bce_with_logits(s.float(), y, w_pos=w, w_neg=w, reduction="none")
+    assert out.dtype == torch.float32  # float64 weights do not promote float32 logits
+
+
+def test_modules_pin_and_pass_gather_distributed_and_zero_weights(monkeypatch):
+    import lossbook.classification.hybrid_multilabel_loss as mod
+    s, h, y, _, _, C = _ml_example(6)
+    seen, real = [], mod.ddp_active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    for make, call in ((lambda **k: LabelCorrelationLoss(C, **k), lambda m: m(s)),
+                       (lambda **k: HybridMultiLabelLoss(C=C, **k), lambda m: m(s, h, y))):
+        for kw, want in (({}, False), ({"gather_distributed": True}, True)):
+            m = make(**kw)
+            assert m.gather_distributed is want
+            seen.clear()
+            call(m)
+            assert seen and all(g is want for g in seen)
+    with pytest.raises(ValueError, match=r"^C: expected a floating-point tensor"):
+        LabelCorrelationLoss(C.long())
+    assert LabelCorrelationLoss(torch.zeros(0, 0))(torch.zeros(3, 0)).item() == 0.0  # no labels: an empty C is legal
+    # both weights 0 are legal in the module: the plain weighted BCE
+    m = HybridMultiLabelLoss(lambda_corr=0.0, lambda_con=0.0)
+    torch.testing.assert_close(m(s, h, y), weighted_bce_with_logits(s, y), rtol=1e-14, atol=0)
+
+
+def test_label_correlation_loss_dtypes_names_defaults_and_gather(monkeypatch):
+    import lossbook.classification.hybrid_multilabel_loss as mod
+    s, _, y, _, _, C = _ml_example(6)
+    with pytest.raises(ValueError, match=r"^logits: expected 2 dimensions"):
+        label_correlation_loss(s[0], C)
+    with pytest.raises(ValueError, match=r"^targets: mode 'lca' needs the targets \(B, L\)$"):
+        label_correlation_loss(s, C, mode="lca")
+    # the compute dtype is the promotion of logits and C; bf16 logits are computed in float32
+    assert label_correlation_loss(s, C.float()).dtype == torch.float64
+    assert label_correlation_loss(s.float(), C).dtype == torch.float64
+    lb = (3 * s).bfloat16()
+    torch.testing.assert_close(label_correlation_loss(lb, C.float(), reduction="none"),
+                               label_correlation_loss(lb.float(), C.float(), reduction="none"), rtol=1e-6, atol=1e-7)
+    # 'lca' with one positive and one negative: a single pair, exp(p_neg - p_pos)
+    s2 = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    got = label_correlation_loss(s2, torch.zeros(2, 2, dtype=torch.float64), torch.tensor([[1, 0]]), mode="lca",
+                                 reduction="none")
+    torch.testing.assert_close(got, torch.exp(torch.sigmoid(s2[:, 1]) - torch.sigmoid(s2[:, 0])))
+    # gather_distributed defaults to False; outside DDP 'batch_corr' never gathers
+    seen, calls, real = [], [], mod.ddp_active
+    monkeypatch.setattr(mod, "ddp_active", lambda g: seen.append(g) or real(g))
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append(tuple(t.shape)) or t)
+    label_correlation_loss(s, C)
+    assert seen == [False]
+    label_correlation_loss(s, C, mode="batch_corr")
+    assert calls == []

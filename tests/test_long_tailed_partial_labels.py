@@ -406,3 +406,112 @@ def test_asl_focal_setting_equals_the_focal_formula_without_torchvision():
     ref.backward()
     got.backward()
     torch.testing.assert_close(xr2.grad, xr1.grad)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_cooccurrence_matrix_and_attention_edges():
+    with pytest.raises(ValueError, match=r"^labels: expected 2 dimensions"):
+        cooccurrence_matrix(torch.tensor([1, 0, 1]))
+    # a class seen once, alone: its column sums to 1 and is kept as is
+    A = cooccurrence_matrix(torch.tensor([[1, 0], [0, 0]]))
+    assert torch.equal(A, torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64))
+    # a row whose attention sums to 0 gets 0 (not s / tiny), whatever the signs of the co-occurrence entries
+    a = cooccurrence_attention(torch.tensor([[1, 0]]), torch.tensor([[1.0, -1.0], [0.0, 0.0]], dtype=torch.float64))
+    assert torch.equal(a, torch.zeros(1, 2, dtype=torch.float64))
+
+
+def test_asymmetric_loss_gradient_default_and_module_pass_through():
+    x, y = _data()
+    x = x.clone().requires_grad_(True)
+    grads = {}
+    for key, kw in (("default", {}), ("False", {"grad_through_focusing": False}), ("True", {"grad_through_focusing": True})):
+        (grads[key],) = torch.autograd.grad(asymmetric_loss(x, y, gamma_pos=1.0, **kw), x)
+    assert torch.equal(grads["default"], grads["False"]) and not torch.allclose(grads["True"], grads["False"])
+    assert AsymmetricLoss().grad_through_focusing is False
+    m = AsymmetricLoss(gamma_pos=1.0, grad_through_focusing=True)
+    assert m.grad_through_focusing is True
+    (gm,) = torch.autograd.grad(m(x, y), x)
+    assert torch.equal(gm, grads["True"])
+
+
+def test_losses_compute_in_the_logits_dtype():
+    x, y = _data(8, 5)
+    lb = (2 * x).bfloat16()
+    for fn in (asymmetric_loss, multi_focal_modifier_loss):
+        out = fn(lb, y, reduction="none")
+        torch.testing.assert_close(out, fn(lb.float(), y, reduction="none"), rtol=1e-6, atol=1e-7)
+        assert fn(x.float(), y.double(), reduction="none").dtype == torch.float32  # float64 targets do not promote
+    A = cooccurrence_matrix(y)
+    assert multi_focal_modifier_loss(x.float(), y, cooccurrence=A, reduction="none").dtype == torch.float32
+    # the class weights take part in the full-precision dtype: float32 logits with float64 weights compute in float64
+    w = class_prior_weights(torch.tensor([50.0, 20.0, 9.0, 4.0, 1.0], dtype=torch.float64))
+    out = multi_focal_modifier_loss(x.float(), y, class_weights=w, reduction="none")
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, multi_focal_modifier_loss(x.float().double(), y, class_weights=w, reduction="none"),
+                               rtol=1e-14, atol=0)
+    # bf16 weights are cast to the compute dtype before gamma- + w_c is formed (no bf16 rounding of the exponent)
+    wb = w.bfloat16()
+    torch.testing.assert_close(multi_focal_modifier_loss(x.float(), y, class_weights=wb, reduction="none"),
+                               multi_focal_modifier_loss(x.float(), y, class_weights=wb.float(), reduction="none"),
+                               rtol=1e-6, atol=0)
+
+
+def test_mfm_cooccurrence_checks_and_module_storage():
+    x, y = _data(8, 5)
+    A = cooccurrence_matrix(y)
+    with pytest.raises(ValueError, match=r"^cooccurrence: expected 2 dimensions"):
+        multi_focal_modifier_loss(x, y, cooccurrence=A[0])
+    with pytest.raises(ValueError, match=r"^cooccurrence: expected a floating-point tensor"):
+        multi_focal_modifier_loss(x, y, cooccurrence=(A > 0).long())
+    assert multi_focal_modifier_loss(torch.zeros(2, 0), torch.zeros(2, 0), cooccurrence=torch.zeros(0, 0)).item() == 0.0
+    m = MultiFocalModifierLoss()
+    assert m.neg_boost == 1.2 and m.cooccurrence is None
+    with pytest.raises(ValueError, match=r"^neg_boost: expected a finite number > 0"):
+        MultiFocalModifierLoss(neg_boost=0.0)
+    want = multi_focal_modifier_loss(x, y, cooccurrence=A, reduction="mean")
+    assert torch.equal(MultiFocalModifierLoss(cooccurrence=A, reduction="mean")(x, y), want)  # stored
+    assert torch.equal(MultiFocalModifierLoss(reduction="mean")(x, y, cooccurrence=A), want)  # passed
+    B = cooccurrence_matrix(1 - y)
+    assert torch.equal(MultiFocalModifierLoss(cooccurrence=A, reduction="mean")(x, y, cooccurrence=B),
+                       multi_focal_modifier_loss(x, y, cooccurrence=B, reduction="mean"))  # passed wins
+    assert not torch.equal(want, multi_focal_modifier_loss(x, y, reduction="mean"))
+
+
+def test_reflective_label_correction_defaults_and_ddp_flag(monkeypatch):
+    import lossbook.classification.long_tailed_partial_labels as mod
+    x, y = _data(10, 5, scale=4.0)
+    assert torch.equal(reflective_label_correction(x, y), reflective_label_correction(x, y, 0.7, 1.0))
+    # one class: two observed positives at logit 3, a negative at 1.5 (p = 0.82 > tau): the margin moves the batch mean
+    # p' = (2 sigmoid(3 - mu) + 0.82) / 3 across it (mu = 1: 0.86, not recalled; mu = 2: 0.76, recalled)
+    xs, ys = torch.tensor([[3.0], [3.0], [1.5]], dtype=torch.float64), torch.tensor([[1], [1], [0]])
+    assert torch.equal(reflective_label_correction(xs, ys), ys)
+    assert torch.equal(reflective_label_correction(xs, ys, margin=2.0), torch.ones_like(ys))
+    flags, real = [], mod.all_sum
+    monkeypatch.setattr(mod, "all_sum", lambda t, active=True: flags.append(active) or real(t, active))
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    reflective_label_correction(x, y)
+    assert flags and all(f is False for f in flags)
+    flags.clear()
+    reflective_label_correction(x, y, gather_distributed=True)
+    assert flags and all(f is True for f in flags)
+    with pytest.raises(ValueError, match=r"^exponent: expected a finite number > 0"):
+        RLCLoss(exponent=0.0)
+
+
+def test_rlc_ties_zero_tau_and_dtypes():
+    zeros = torch.zeros(3, 1, dtype=torch.long)
+    # p' = sigmoid(0) = 0.5 exactly at tau = 0.5: strictly above tau is needed (not recalled)
+    x = torch.tensor([[0.0], [-5.0], [-5.0]], dtype=torch.float64)
+    assert torch.equal(reflective_label_correction(x, zeros, tau=0.5), zeros)
+    # every p' equal to the batch mean: strictly above the mean is needed (not recalled)
+    x = torch.full((3, 1), 2.0, dtype=torch.float64)
+    assert torch.equal(reflective_label_correction(x, zeros), zeros)
+    # tau = 0 is legal (every p' > 0 passes the threshold; the batch mean decides)
+    x = torch.tensor([[1.0], [-1.0], [-2.0]], dtype=torch.float64)
+    assert torch.equal(reflective_label_correction(x, zeros, tau=0.0), torch.tensor([[1], [0], [0]]))
+    xs, ys = _data(8, 5)
+    counts = torch.tensor([40.0, 20.0, 10.0, 5.0, 2.0])
+    assert rlc_loss(xs.float(), ys.double(), counts, reduction="none").dtype == torch.float32
+    lb = (2 * xs).bfloat16()
+    torch.testing.assert_close(rlc_loss(lb, ys, counts.float(), reduction="none"),
+                               rlc_loss(lb.float(), ys, counts.float(), reduction="none"), rtol=1e-6, atol=1e-7)

@@ -446,3 +446,49 @@ def test_bad_inputs_module_and_apply():
         lin.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"^model\.weight:"):
         apply_weight_compander(lin)
+
+
+# ---------------------------------------------------------------- tests asked for by mutation testing (issue #7)
+def test_empty_and_zero_dim_inputs_and_integer_tensors():
+    "min_batch=0 everywhere: empty tensors (and empty tensor hyperparameters) give empty results; integers are refused."
+    e = torch.zeros(0, 3, dtype=torch.float64)
+    for f in (wc, wc_slope, wc_inverse):
+        assert f(e).shape == (0, 3)
+        assert f(e, alpha=torch.ones(0, 1, dtype=torch.float64)).shape == (0, 3)
+        with pytest.raises(ValueError, match=r"^w: expected a floating-point tensor"):
+            f(torch.tensor([1, 2]))
+        with pytest.raises(ValueError, match=r"^alpha: expected a floating-point tensor"):
+            f(e, alpha=torch.tensor([1, 2]))
+        with pytest.raises(ValueError, match=r"^beta: expected a floating-point tensor"):
+            f(e, beta=torch.tensor([1]))
+    assert WeightCompander()(torch.zeros(0, 3)).shape == (0, 3)
+    # a 0-d float32 weight stays float32 (the float64 alpha and beta are cast to its dtype, not promoted to)
+    for fn in COMPANDERS:
+        out = WeightCompander(alpha=0.7, beta=1.3, fn=fn)(torch.tensor(0.5))
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, wc(torch.tensor(0.5), 0.7, 1.3, fn))
+
+
+def test_apply_messages_sizes_and_other_parametrisations():
+    with pytest.raises(TypeError, match=r"^model: expected a torch.nn.Module, got Tensor$"):
+        apply_weight_compander(torch.zeros(3))
+    # relative scale: two different weights have a std; one weight has none
+    apply_weight_compander(nn.Linear(1, 2))
+    with pytest.raises(ValueError, match=r"^model: layer '' has constant weights \(std 0\), so the relative scale of "
+                                         r"Eq\. \(7\) is undefined; pass relative=False$"):
+        apply_weight_compander(nn.Linear(1, 1))
+    # a parametrisation on another tensor of the layer (its bias) is not one on its weight
+    lin = nn.Linear(3, 2)
+    parametrize.register_parametrization(lin, "bias", nn.Identity())
+    apply_weight_compander(lin)
+    assert parametrize.is_parametrized(lin, "weight")
+    # the layer's name is in the message; integer weights are refused by name
+    net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[1].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^model\.1\.weight: expected finite values"):
+        apply_weight_compander(net)
+    lin = nn.Linear(2, 2)
+    lin.weight = nn.Parameter(torch.ones(2, 2, dtype=torch.long), requires_grad=False)
+    with pytest.raises(ValueError, match=r"^model\.weight: expected a floating-point tensor"):
+        apply_weight_compander(lin)
