@@ -488,3 +488,73 @@ def test_transform_consistency_features_checks_every_tensor_by_name():
         transform_consistency_features(zo, [views[0][None], views[1]])
     with pytest.raises(ValueError, match=r"^logits_views\[1\]: expected a floating-point tensor"):
         transform_consistency_features(zo, [views[0], torch.ones(3, 5, dtype=torch.long)])
+
+
+def test_from_logits_computes_in_the_inputs_promoted_dtype():
+    z, t, y = _logits(B=8, C=5, seed=3)
+    want = ca_loss_from_logits(z, t, y)
+    for zz, tt in ((z.float(), t), (z, t.float())):  # float64 wins whichever argument carries it
+        got = ca_loss_from_logits(zz, tt, y)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, ca_loss_from_logits(zz.double(), tt.double(), y), rtol=0, atol=0)
+    torch.testing.assert_close(ca_loss_from_logits(z.float(), t, y), want, rtol=1e-6, atol=1e-7)
+    # a 0-d float64 temperature promotes too (a 0-d tensor alone would not promote float32 logits in z / t)
+    t0 = torch.tensor(1.3, dtype=torch.float64)
+    got = ca_loss_from_logits(z.float(), t0, y, reduction="none")
+    assert got.dtype == torch.float64
+    assert torch.equal(got, ca_loss_from_logits(z.float().double(), t0, y, reduction="none"))
+    # bf16 logits compute in float32 (a number temperature is first made a tensor of the logits' dtype)
+    zb, tb = z.to(torch.bfloat16), float(torch.tensor(1.3, dtype=torch.bfloat16))
+    assert torch.equal(ca_loss_from_logits(zb, 1.3, y, reduction="none"),
+                       ca_loss_from_logits(zb.float(), tb, y, reduction="none"))
+
+
+def test_adaptive_head_smallest_sizes_and_relu_formula():
+    torch.manual_seed(0)
+    tiny = AdaptiveTemperatureCalibrator(in_dim=1, hidden=1)
+    assert tiny.embed[0].in_features == 1 and tiny.head.in_features == 1
+    head = AdaptiveTemperatureCalibrator(in_dim=4, hidden=6, t_min=0.01, t_max=100.0, init_scale=1.0)
+    u = torch.randn(20, 4, dtype=torch.float32)
+    w1, b1, w2, b2 = head.embed[0].weight, head.embed[0].bias, head.head.weight, head.head.bias
+    pre = u @ w1.T + b1
+    assert (pre < 0).any() and (pre > 0).any()
+    want = (F.relu(pre) @ w2.T + b2).squeeze(1).clamp(0.01, 100.0)
+    torch.testing.assert_close(head.temperature(u), want)
+    assert not torch.allclose(want, (pre @ w2.T + b2).squeeze(1).clamp(0.01, 100.0))
+
+
+def test_adaptive_head_messages_name_the_argument():
+    head = AdaptiveTemperatureCalibrator(in_dim=3)
+    with pytest.raises(ValueError, match=r"^feats: expected 2 dimensions"):
+        head.temperature(torch.rand(3))
+    with pytest.raises(ValueError, match=r"^feats: expected a floating-point tensor"):
+        head.temperature(torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^logits: expected a floating-point tensor"):
+        head(torch.ones(2, 5, dtype=torch.long), torch.rand(2, 3))
+    with pytest.raises(ValueError, match=r"^feats: expected 2 rows to match logits, got shape \(4, 3\)$"):
+        head(torch.randn(2, 5), torch.rand(4, 3))
+
+
+def test_temperature_scaling_float64_buffer_and_forward():
+    with pytest.raises(ValueError, match=r"^t_max: expected a value above t_min=2.0"):
+        TemperatureScaling(t_min=2.0, t_max=2.0)
+    ts = TemperatureScaling(t_min=0.5, t_max=3.0, n_grid=7)
+    assert ts.temperature.dtype == torch.float64
+    z, _, y = _logits(B=50, C=4, seed=2)
+    grid = torch.logspace(math.log10(0.5), math.log10(3.0), 7, dtype=torch.float64)
+    ts.fit(z, y)
+    assert ts.temperature.item() in grid.tolist()  # the exact float64 grid value, not a float32 rounding of it
+    with pytest.raises(ValueError, match=r"^logits: expected a floating-point tensor"):
+        ts(torch.ones(2, 4, dtype=torch.long))
+    with torch.no_grad():
+        ts.temperature.fill_(1.1)
+    zb = torch.randn(64, 4, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    assert torch.equal(ts(zb), zb / torch.tensor(1.1, dtype=torch.bfloat16))  # T cast to the logits' dtype first
+
+
+def test_ca_loss_correct_shape_messages():
+    conf, correct = _conf(B=6)
+    with pytest.raises(ValueError, match=r"^correct: expected 1 dimensions"):
+        ca_loss(conf, correct[:, None])
+    with pytest.raises(ValueError, match=r"^correct: expected 6 values to match confidence's batch, got 0$"):
+        ca_loss(conf, correct[:0])

@@ -515,3 +515,54 @@ def test_rlc_ties_zero_tau_and_dtypes():
     lb = (2 * xs).bfloat16()
     torch.testing.assert_close(rlc_loss(lb, ys, counts.float(), reduction="none"),
                                rlc_loss(lb.float(), ys, counts.float(), reduction="none"), rtol=1e-6, atol=1e-7)
+
+
+def test_rlc_loss_passes_the_ddp_flag_to_every_cross_rank_sum(monkeypatch):
+    import lossbook.classification.long_tailed_partial_labels as mod
+    x, y = _data(8, 5, scale=4.0)
+    counts = torch.tensor([40.0, 20.0, 10.0, 5.0, 2.0])
+    flags, real = [], mod.all_sum
+    monkeypatch.setattr(mod, "all_sum", lambda t, active=True: flags.append(active) or real(t, active))
+    real_sum = mod.sum_over_ranks
+    monkeypatch.setattr(mod, "sum_over_ranks", lambda t, active=True: flags.append(active) or real_sum(t, active))
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    for reduction in ("sum", "mean"):
+        flags.clear()
+        rlc_loss(x, y, counts, reduction=reduction)
+        assert len(flags) == 5 and all(f is False for f in flags)
+        flags.clear()
+        rlc_loss(x, y, counts, reduction=reduction, gather_distributed=True)
+        assert len(flags) == 5 and all(f is True for f in flags)
+
+
+def test_rlc_one_positive_divides_by_one_and_counts_take_the_logits_dtype():
+    x = -5 * torch.ones(4, 3, dtype=torch.float64)
+    y = torch.zeros(4, 3, dtype=torch.long)
+    y[0, 0] = 1
+    v = rlc_loss(x, y, torch.tensor([3, 2, 1]))
+    torch.testing.assert_close(v, _ref_rlc(x.tolist(), y.tolist(), [3, 2, 1]))
+    xs, ys = _data(8, 5)
+    counts = torch.tensor([4136.0, 2886.0, 4002.0, 4589.0, 1362.0], dtype=torch.float64)  # w differs in float32 and float64
+    assert torch.equal(rlc_loss(xs.float(), ys, counts, reduction="none"),
+                       rlc_loss(xs.float(), ys, counts.float(), reduction="none"))
+
+
+def test_class_prior_weights_smallest_inputs_dtype_and_targets_ndim():
+    assert torch.equal(class_prior_weights(torch.tensor([5.0])), torch.tensor([1.0]))  # one class: weight 1
+    assert class_prior_weights(torch.tensor([4.0, 2.0])).dtype == torch.float32  # a floating input keeps its dtype
+    with pytest.raises(ValueError, match=r"^counts: expected at least 1 sample"):
+        class_prior_weights(torch.tensor([]))
+    with pytest.raises(ValueError, match=r"^targets: expected 2 dimensions"):
+        asymmetric_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+def test_asl_gamma_one_everywhere_and_rlc_counts_shape_messages():
+    x, y = _data()
+    got = asymmetric_loss(x, y, gamma_pos=1.0, gamma_neg=1.0, reduction="none")
+    torch.testing.assert_close(got, _ref_terms(x.tolist(), y.tolist(), None, 1.0, 1.0, 0.05, 1e-8), rtol=1e-10, atol=1e-12)
+    xs, ys = _data(8, 5)
+    counts = torch.tensor([40.0, 20.0, 10.0, 5.0, 2.0])
+    with pytest.raises(ValueError, match=r"^counts: expected 1 dimensions"):
+        rlc_loss(xs, ys, counts[:, None])
+    with pytest.raises(ValueError, match=r"^counts: expected 5 entries \(one per class\)"):
+        rlc_loss(xs, ys, counts[:0])
