@@ -57,11 +57,8 @@ def _loop_unpg(cos, emb, y, s=64.0, k=1.5):
 
 
 # ---------------------------------------------------------------- the oracle: PML's ArcFace / CosFace
-@pytest.mark.parametrize("guard", [True, False])
-def test_no_negatives_equals_pml_arcface_values_and_gradients(guard):
-    x, y = _batch()
-    head = _head(ArcFaceHead, guard=guard)
-    pml = pml_losses.ArcFaceLoss(5, 6, margin=math.degrees(0.5), scale=64).double()
+def _assert_equals_pml(head, pml, x, y):
+    "With mlpg=False, unpg_loss on `head`'s logits equals the PML loss with the same weight: values and gradients (float64)."
     with torch.no_grad():
         pml.W.copy_(head.weight.T)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -72,22 +69,21 @@ def test_no_negatives_equals_pml_arcface_values_and_gradients(guard):
     ref.backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(head.weight.grad, pml.W.grad.T, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_no_negatives_equals_pml_arcface_values_and_gradients(guard):
+    x, y = _batch()
+    head = _head(ArcFaceHead, guard=guard)
+    pml = pml_losses.ArcFaceLoss(5, 6, margin=math.degrees(0.5), scale=64).double()
+    _assert_equals_pml(head, pml, x, y)
 
 
 def test_no_negatives_equals_pml_cosface_values_and_gradients():
     x, y = _batch(seed=3)
     head = _head(CosFaceHead)
     pml = pml_losses.CosFaceLoss(5, 6, margin=0.35, scale=64).double()
-    with torch.no_grad():
-        pml.W.copy_(head.weight.T)
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ours = unpg_loss(head(x1, y), x1, y, mlpg=False)
-    ref = pml(x2, y)
-    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
-    ours.backward()
-    ref.backward()
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-8, atol=1e-10)
-    torch.testing.assert_close(head.weight.grad, pml.W.grad.T, rtol=1e-8, atol=1e-10)
+    _assert_equals_pml(head, pml, x, y)
 
 
 def test_single_identity_batch_with_unpg_on_equals_pml_arcface():
