@@ -566,3 +566,20 @@ def test_asl_gamma_one_everywhere_and_rlc_counts_shape_messages():
         rlc_loss(xs, ys, counts[:, None])
     with pytest.raises(ValueError, match=r"^counts: expected 5 entries \(one per class\)"):
         rlc_loss(xs, ys, counts[:0])
+
+
+def test_mfm_class_weights_must_be_one_dimensional():
+    # a (C, 1) weight has C entries along dim 0 but would broadcast (B, C) terms into a (C, C) sum without the ndim check
+    x, y = _data(1, 6)
+    with pytest.raises(ValueError, match=r"^class_weights:"):
+        multi_focal_modifier_loss(x, y, torch.ones(6, 1, dtype=torch.float64))
+
+
+def test_mfm_learnable_class_weights_get_no_gradient_through_the_exponent():
+    # the exponent gamma- + w_c is detached like the focusing factor: dL/dw_c comes from the multiplier alone, i.e. the
+    # per-element terms of class c divided by w_c (reduction 'sum')
+    x, y = _data(8, 4, seed=5)
+    w = class_prior_weights(torch.tensor([60, 25, 9, 3])).requires_grad_()
+    multi_focal_modifier_loss(x, y, w).backward()
+    terms = multi_focal_modifier_loss(x, y, w.detach(), reduction="none")
+    torch.testing.assert_close(w.grad, (terms / w.detach()).sum(0))
