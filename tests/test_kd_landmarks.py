@@ -366,3 +366,71 @@ def test_smallest_legal_inputs_and_band_edges():
     assert assistive_loss(one, z, t, band=0.0).item() == pytest.approx(-0.45 * 0.2, abs=1e-15)
     assert assistive_loss(one, z, t, band=1.0).item() == 0.0  # the band covers the whole teacher error
     assert assistive_loss(t, z, t).item() == 0.0  # on the teacher: distance 0
+
+
+# ---------------------------------------------------------------- pinned by the mutation pass (issue #7)
+def test_zero_weights_are_legal():
+    pr, gt, tt, tl = _data(seed=17)
+    total, main, at, atl = kd_landmark_loss_terms(pr, gt, tt, tl, weights=(0.0, 1.0, 0.0))
+    assert main.item() == 0 and atl.item() == 0 and total == at
+    assert kd_landmark_loss(pr, gt, tt, tl, weights=(2.0, 0.0, 1.0)) == kd_landmark_loss_terms(pr, gt, tt, tl)[1] + \
+        kd_landmark_loss_terms(pr, gt, tt, tl)[3]
+    assert KDLandmarkLoss(weights=(0.0, 0.0, 1.0)).weights == (0.0, 0.0, 1.0)
+
+
+def test_asm_two_training_shapes_and_exact_message():
+    S = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]], dtype=torch.float64)  # 2 shapes: one component
+    X = torch.tensor([[0.0, 0.25, 1.0, 0.25], [5.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    got = asm_soft_landmarks(S, X, var_kept=1.0, clamp=10.0)
+    torch.testing.assert_close(got[0], X[0], rtol=0, atol=1e-12)  # X[0] lies on the line through the two shapes
+    torch.testing.assert_close(got[1], torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"^shapes_train: expected at least 2 shapes to fit a shape model, got 1$"):
+        asm_soft_landmarks(S[:1], X)
+
+
+def test_asm_var_kept_tie_keeps_the_next_component():
+    # eigenvalues exactly equal: the first component explains exactly 0.5; the rule keeps components until the
+    # cumulative ratio *exceeds* var_kept, so var_kept = 0.5 keeps both (scikit-learn's searchsorted(side="right") + 1)
+    S = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    X = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    torch.testing.assert_close(asm_soft_landmarks(S, X, var_kept=0.5), X, rtol=0, atol=1e-12)
+    one = asm_soft_landmarks(S, X, var_kept=0.49)  # one component: X projected on a line, no longer X
+    assert not torch.allclose(one, X, rtol=0, atol=1e-3)
+
+
+def test_nme_names_its_arguments_and_small_iod():
+    pr, gt, _, _ = _data(seed=18)
+    nan = pr.clone()
+    nan[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^pred:"):
+        nme(nan, gt, 0, 1)
+    with pytest.raises(ValueError, match=r"^gt:"):
+        nme(pr, nan, 0, 1)
+    with pytest.raises(ValueError, match=r"^pred:"):
+        nme(pr.view(8, 2, 5), gt.view(8, 2, 5), 0, 1)
+    with pytest.raises(ValueError, match=r"^gt:"):
+        nme(pr, gt.long(), 0, 1)
+    # an inter-ocular distance below 1 (normalised coordinates) is legal
+    g = torch.tensor([[[0.0, 0.0], [0.1, 0.0], [0.05, 0.05]]], dtype=torch.float64)
+    p = g.clone()
+    p[0, 2, 0] += 0.03
+    assert abs(nme(p, g, 0, 1).item() - 0.03 / 3 / 0.1) < 1e-14
+
+
+def test_main_gradient_at_the_switch():
+    # e = t exactly: Eq. (4)'s linear branch (e <= t) holds, slope c (the quadratic branch would give 2 e = 0.4)
+    g = torch.zeros(1, 1, dtype=torch.float64)
+    t = torch.full((1, 1), 0.2, dtype=torch.float64)
+    for e, slope in ((0.2, 3.0), (-0.2, -3.0)):
+        x = torch.full((1, 1), e, dtype=torch.float64, requires_grad=True)
+        kd_main_loss(x, g, t).backward()
+        assert x.grad.item() == slope
+
+
+def test_main_prediction_mirrored_through_the_origin():
+    # pred = -gt != 0: the reflection uses sign(pred - gt), not sign(pred + gt) (which is 0 here)
+    gt = torch.tensor([[0.1, -0.05]], dtype=torch.float64)
+    tol = torch.tensor([[0.5, 0.3]], dtype=torch.float64)
+    got = kd_main_loss(-gt, gt, tol, reduction="none")
+    want = (_main_loop(-0.1, 0.1, 0.5) + _main_loop(0.05, -0.05, 0.3)) / 2  # 3 e inside the tolerant error: 0.6 and 0.3
+    assert abs(got.item() - want) < 1e-15 and abs(want - 0.45) < 1e-15

@@ -365,3 +365,99 @@ def test_leaky_slope_is_used():
         blk.fuse.bias.zero_()
     h = torch.zeros(1, 2, 5, 5)
     torch.testing.assert_close(blk(h), torch.full_like(h, -1.0))  # two fused channels of -0.5
+
+
+# ---------------------------------------------------------------- pinned by the mutation pass (issue #7)
+def test_mask_messages_are_exact():
+    x, y = _images(2, 3, 16, 16)
+    m = _mask(2, 16, 16)
+    with pytest.raises(ValueError, match=r"^mask: expected 4 dimensions, got shape \(1, 16, 16\)"):
+        ssim_mse_loss(x, y, m[0], region="masked")
+    with pytest.raises(ValueError, match=r"^mask: expected 4 dimensions, got shape \(1, 2, 1, 16, 16\)"):
+        ssim_mse_loss(x, y, m[None], region="masked")
+    with pytest.raises(ValueError, match=r"^mask: expected shape \(2, 1, 16, 16\) or \(2, 3, 16, 16\), got \(1, 1, 16, 16\)$"):
+        ssim_mse_loss(x, y, m[:1], region="masked")
+
+
+def _loop_mask(n, size, band_frac=(0.10, 0.25), n_holes=(2, 6), radius=(1.5, 4.0), seed=0):
+    "random_inpainting_mask written per pixel with Python floats, from the same float64 draws in the same order."
+    g = torch.Generator().manual_seed(seed)
+
+    def u(lo, hi, *shape):
+        return (lo + (hi - lo) * torch.rand(*shape, generator=g, dtype=torch.float64)).flatten().tolist()
+
+    frac, centre = u(*band_frac, n), u(0.25 * size, 0.75 * size, n)
+    amp, period, phase = u(0.0, 0.15 * size, n), u(0.5 * size, 1.5 * size, n), u(0, 2 * math.pi, n)
+    tilt = u(-0.3, 0.3, n)
+    H = n_holes[1]
+    cy, cx, r = u(0, size, n * H), u(0, size, n * H), u(*radius, n * H)
+    k = torch.randint(n_holes[0], H + 1, (n,), generator=g).tolist()
+    out = torch.ones(n, 1, size, size)
+    for i in range(n):
+        for y in range(size):
+            for x in range(size):
+                line = centre[i] + amp[i] * math.sin(2 * math.pi * x / period[i] + phase[i]) + tilt[i] * (x - size / 2)
+                hole = any((y - cy[i * H + j]) ** 2 + (x - cx[i * H + j]) ** 2 < r[i * H + j] ** 2 for j in range(k[i]))
+                if abs(y - line) < frac[i] * size / 2 or hole:
+                    out[i, 0, y, x] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(band_frac=(0.3, 0.4), n_holes=(1, 3), radius=(2.0, 5.0))])
+def test_mask_matches_per_pixel_loop(kw):
+    # pins every draw (ranges, shapes, order, float64) and the band and disc geometry for fixed seeds
+    got = random_inpainting_mask(12, 20, generator=torch.Generator().manual_seed(5), **kw)
+    want = _loop_mask(12, 20, seed=5, **kw)
+    assert torch.equal(got, want), int((got != want).sum())
+
+
+def test_mask_emits_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        random_inpainting_mask(2, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_inpaint_input_single_observed_pixel():
+    # one observed pixel: the hole is filled with its value (the count is 1, not clamped higher)
+    x = torch.rand(2, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    m = torch.zeros(2, 1, 6, 6, dtype=torch.float64)
+    m[0, 0, 2, 3] = 1
+    m[1] = 1
+    m[1, 0, 0, 0] = 0
+    inp = inpaint_input(x, m)
+    assert torch.equal(inp[0, 0], torch.full((6, 6), x[0, 0, 2, 3].item(), dtype=torch.float64))
+    torch.testing.assert_close(inp[1, 0, 0, 0], x[1, 0].flatten()[1:].mean(), rtol=1e-14, atol=0)
+    # no observed pixel at all: the count is clamped to 1 and the fill is 0
+    assert torch.equal(inpaint_input(x, torch.zeros_like(m))[:, 0], torch.zeros(2, 6, 6, dtype=torch.float64))
+
+
+def _net_reference(net, x, slope, dilations, blocks):
+    "The network's forward written with torch.nn.functional from its parameters (architecture as documented)."
+    lr = lambda t: F.leaky_relu(t, slope)
+    s = lr(F.conv2d(x, net.stem[0].weight, net.stem[0].bias, padding=1))
+    h = lr(F.conv2d(s, net.down[0].weight, net.down[0].bias, stride=2, padding=1))
+    for i in range(blocks):
+        blk = net.mid[i]
+        br = [lr(F.conv2d(h, b.weight, b.bias, padding=d, dilation=d)) for b, d in zip(blk.branches, dilations)]
+        h = h + F.conv2d(torch.cat(br, 1), blk.fuse.weight, blk.fuse.bias)
+    h = lr(F.conv_transpose2d(h, net.up.weight, net.up.bias, stride=2, padding=1))
+    c = lr(F.conv2d(torch.cat([h, s], 1), net.head[0].weight, net.head[0].bias, padding=1))
+    return x[:, : net.out_ch] + F.conv2d(c, net.head[2].weight, net.head[2].bias, padding=1)
+
+
+@pytest.mark.parametrize("slope,dilations,blocks", [(0.1, (1, 2, 4), 1), (0.3, (1, 3), 2)])
+def test_network_matches_functional_reference(slope, dilations, blocks):
+    torch.manual_seed(0)
+    net = HybridDilatedInpaintNet(in_ch=3, base=4, dilations=dilations, blocks=blocks, slope=slope).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)  # biases too: negative pre-activations everywhere
+    kernels = [(net.stem[0], 3, 1), (net.down[0], 3, 2), (net.up, 4, 2), (net.head[0], 3, 1), (net.head[2], 3, 1)]
+    for conv, k, stride in kernels:
+        assert conv.kernel_size == (k, k) and conv.stride == (stride, stride) and conv.padding == (1, 1)
+    assert len(net.stem) == 2 and len(net.down) == 2 and len(net.head) == 3
+    assert all(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == slope for m in (net.stem[1], net.down[1], net.head[1]))
+    assert all(b.slope == slope for b in net.mid)
+    x = torch.randn(2, 3, 8, 10, dtype=torch.float64)
+    torch.testing.assert_close(net(x), _net_reference(net, x, slope, dilations, blocks), rtol=1e-12, atol=1e-12)

@@ -381,3 +381,115 @@ def test_bad_inputs_name_the_argument():
     for fn, pattern in cases:
         with pytest.raises(ValueError, match=pattern):
             fn()
+
+
+# ---------------------------------------------------------------- mutation-testing pass (issue #7)
+def test_filter_and_negatives_reject_integer_inputs():
+    with pytest.raises(ValueError, match=r"^sims:"):
+        box_whisker_filter(torch.arange(8))
+    with pytest.raises(ValueError, match=r"^sims:"):
+        box_whisker_filter(torch.arange(8), method="quantile")
+    x, y = _batch()
+    with pytest.raises(ValueError, match=r"^emb:"):
+        batch_negative_similarities((10 * x).long(), y)
+
+
+def test_without_gather_distributed_no_rank_communication(monkeypatch):
+    "gather_distributed=False: the mean divides by the local batch, all_sum and gather are never called."
+    x, y = _batch()
+    c = _head(ArcFaceHead)(x, y)
+    expected = unpg_loss(c, x, y, reduction="none").mean()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("called without gather_distributed")
+
+    monkeypatch.setattr(mod, "all_sum", fail)
+    monkeypatch.setattr(mod, "gather", fail)
+    torch.testing.assert_close(unpg_loss(c, x, y), expected, rtol=0, atol=0)
+    torch.testing.assert_close(UNPGLoss()(c, x, y), expected, rtol=0, atol=0)
+
+
+def test_gather_distributed_mean_over_the_global_batch(monkeypatch):
+    "Under DDP the mean divides by all_sum(n) (here a fake 2-rank world: 2 n)."
+    x, y = _batch()
+    c = _head(ArcFaceHead)(x, y)
+    seen = []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    monkeypatch.setattr(mod, "all_sum", lambda t, active=True: seen.append((int(t), active)) or 2 * t)
+    v = unpg_loss(c, x, y, gather_distributed=True)
+    assert seen == [(12, True)]
+    torch.testing.assert_close(v, unpg_loss(c, x, y, reduction="sum") / 24, rtol=1e-12, atol=0)
+
+
+def test_heads_smallest_legal_sizes_and_zero_margin():
+    for cls in (ArcFaceHead, CosFaceHead):
+        head = cls(1, 1)
+        assert head.weight.shape == (1, 1)
+        x = torch.tensor([[2.0], [-3.0]])
+        out = head(x, torch.tensor([0, 0]))
+        assert out.shape == (2, 1) and torch.isfinite(out).all()
+        head0 = _head(cls, m=0.0)
+        assert head0.m == 0.0
+        xb, yb = _batch()
+        torch.testing.assert_close(head0(xb, yb), head0.cosine(xb), rtol=0, atol=1e-12)
+
+
+def test_head_cosine_checks_name_x():
+    head = ArcFaceHead(6, 5)
+    x, y = _batch(dtype=torch.float32)
+    for bad in (x[0], x[:, :, None], (10 * x).long(), x.masked_fill(x > 1, float("nan"))):
+        with pytest.raises(ValueError, match=r"^x:"):
+            head.cosine(bad)
+        with pytest.raises(ValueError, match=r"^x:"):
+            head(bad, y)
+
+
+def test_head_labels_must_match_the_batch():
+    x, y = _batch(dtype=torch.float32)
+    for cls in (ArcFaceHead, CosFaceHead):
+        with pytest.raises(ValueError, match=r"^y:"):
+            cls(6, 5)(x, y[:-1])
+        with pytest.raises(ValueError, match=r"^y:"):
+            cls(6, 5)(x, torch.cat([y, y]))
+
+
+def test_head_weight_follows_the_input_dtype():
+    "A float64 head on float32 input (and back): the weight is cast to x's dtype, the output is x's dtype."
+    x, y = _batch()
+    head = _head(ArcFaceHead)
+    out64 = head(x, y)
+    out32 = head(x.float(), y)
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32.double(), out64, rtol=1e-5, atol=1e-5)
+    head32 = _head(ArcFaceHead).float()
+    assert head32(x, y).dtype == torch.float64
+
+
+def test_arcface_guard_threshold_is_exactly_cos_pi_minus_m():
+    "theta + m > pi iff cos theta < cos(pi - m): at the threshold the plain formula (cos pi = -1), just below it the guard."
+    head = _head(ArcFaceHead, guard=True)
+    thr = torch.tensor([math.cos(math.pi - 0.5)], dtype=torch.float64)
+    below = torch.nextafter(thr, torch.tensor(-2.0, dtype=torch.float64))
+    torch.testing.assert_close(head.margin(thr), torch.tensor([-1.0], dtype=torch.float64), rtol=0, atol=1e-7)
+    torch.testing.assert_close(head.margin(below), below - 0.5 * math.sin(0.5), rtol=0, atol=1e-15)
+
+
+def test_emb_rows_message_names_the_batch():
+    x, y = _batch()
+    c = _head(ArcFaceHead)(x, y).detach()
+    with pytest.raises(ValueError, match=r"^emb: expected 12 rows to match cos_logits, got shape \(11, 6\)"):
+        unpg_loss(c, x[:-1], y)
+
+
+@pytest.mark.parametrize("pair", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                  (torch.float16, torch.float16), (torch.bfloat16, torch.float16)])
+def test_mixed_and_half_dtypes_computed_in_the_promoted_full_precision(pair):
+    "Both inputs are cast to their promoted dtype (float32 for half types) before any arithmetic."
+    x, y = _batch()
+    c = _head(ArcFaceHead)(x, y).detach()
+    c_in, x_in = c.to(pair[0]), x.to(pair[1])
+    want = torch.promote_types(*pair)
+    want = torch.float32 if want in (torch.float16, torch.bfloat16) else want
+    v = unpg_loss(c_in, x_in, y, scale=16.0, reduction="none")
+    assert v.dtype == want
+    torch.testing.assert_close(v, unpg_loss(c_in.to(want), x_in.to(want), y, scale=16.0, reduction="none"), rtol=0, atol=0)
