@@ -278,3 +278,139 @@ def test_eps_defaults_only_floor_empty_maps():
     d = layout_attention_losses(zero, masks, reduction="none")
     torch.testing.assert_close(d["in"], torch.full((3,), 2.0, dtype=torch.float64))  # 1 per object, no NaN
     assert torch.isfinite(align_cross_attention(zero, As)).all()
+
+
+# ---------------------------------------------------------------- pinned by the mutation pass (issue #7)
+def test_messages_name_the_argument_exactly():
+    attn, masks, As = _data()
+    nan = As.clone()
+    nan[0, 0, 0] = float("nan")
+    cases = [
+        (lambda: bacon_loss(attn[0], masks), r"^attn: expected 3 dimensions"),
+        (lambda: bacon_loss(attn.long(), masks), r"^attn: expected a floating-point tensor"),
+        (lambda: align_cross_attention(attn[0]), r"^cross_attn: expected 3 dimensions"),
+        (lambda: align_cross_attention(attn, As[..., None]), r"^self_attn: expected 3 dimensions"),
+        (lambda: align_cross_attention(attn, As[0]), r"^self_attn: expected 3 dimensions"),
+        (lambda: align_cross_attention(attn, nan), r"^self_attn: expected finite values"),
+        (lambda: latent_guidance_step(attn.long(), lambda z: z.sum(), 0.1), r"^z: expected a floating-point tensor"),
+        (lambda: latent_guidance_step(attn * float("nan"), lambda z: z.sum(), 0.1), r"^z: expected finite values"),
+        (lambda: latent_guidance_step(attn, lambda z: z.sum(), 0.1, n_iter=1.5), r"^n_iter:"),
+        (lambda: latent_guidance_step(attn, lambda z: z.sum(), 0.1, n_iter=True), r"^n_iter:"),
+        (lambda: BaconLoss(band_mode="inner"), r"^band_mode:"),
+        (lambda: BaconLoss(bd_mode="edge"), r"^bd_mode:"),
+    ]
+    for call, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            call()
+
+
+def test_width_default_pinned_with_unequal_weights():
+    # with weights (1, 1, 1) and the outer band, L_out + L_bd = S((1 - M) a)/S(a) does not depend on w: pin w with
+    # unequal weights
+    attn, masks, As = _data()
+    w = (1.0, 2.0, 0.5)
+    d = bacon_loss(attn, masks, As, weights=w)
+    assert torch.equal(d, bacon_loss(attn, masks, As, weights=w, width=1))
+    assert not torch.allclose(d, bacon_loss(attn, masks, As, weights=w, width=2))
+    assert torch.equal(bacon_loss(attn, masks, As), bacon_loss(attn, masks, As, width=2))  # the identity above
+
+
+def test_module_passes_every_setting():
+    attn, masks, As = _data()
+    for kw in [dict(reduction="sum"), dict(reduction="none"), dict(weights=(0.5, 2.0, 3.0), width=2, band_mode="inner_outer"),
+               dict(bd_mode="others", weights=(1.0, 0.0, 2.0), reduction="none")]:
+        torch.testing.assert_close(BaconLoss(**kw)(attn, masks, As), bacon_loss(attn, masks, As, **kw), rtol=0, atol=0)
+
+
+def test_max_normalisation_makes_tiny_maps_exact():
+    # maps of total mass ~1e-13 (below the 1e-12 floor of S(a_k)) are first divided by max(max a_k, eps) (Eq. 1):
+    # S(ã_k) ~ 0.1 is far above the floor and the loss is that of the unscaled maps; without the normalisation the
+    # floor would shrink every ratio
+    attn, masks, _ = _data()
+    tiny = attn * 1e-14
+    torch.testing.assert_close(bacon_loss(tiny, masks, reduction="none"), bacon_loss(attn, masks, reduction="none"),
+                               rtol=1e-12, atol=0)
+
+
+def test_guidance_step_exact_values():
+    torch.manual_seed(1)
+    M = box_masks(torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]], dtype=torch.float64), 6)
+    z = torch.randn(3, 36, 2, dtype=torch.float64)
+    f = lambda z: bacon_loss(z.softmax(1), M, reduction="none")
+    x = z.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(x).sum(), x)
+    # the step is cast to z's dtype: 0.1 in float64, not float32's 0.100000001
+    assert torch.equal(latent_guidance_step(z, f, 0.1, normalize=False), z - 0.1 * g)
+    # a clip above every gradient's norm leaves the gradients unscaled (the factor is capped at 1)
+    big = 10 * g.flatten(1).norm(dim=1).max().item()
+    torch.testing.assert_close(latent_guidance_step(z, f, 0.1, normalize=False, max_grad_norm=big), z - 0.1 * g,
+                               rtol=0, atol=0)
+
+
+def test_box_masks_edges_sizes_and_float64_centres():
+    # a cell is in a box when its centre is: half-open [x0, x1) on centres (i + 1/2)/r, exact on the grid
+    M = box_masks(torch.tensor([[0.125, 0.375, 0.625, 0.875]], dtype=torch.float64), 4)[0]
+    want = torch.zeros(4, 4, dtype=torch.bool)
+    want[1:3, 0:2] = True  # rows (y) 1, 2; columns (x) 0, 1
+    assert torch.equal(M, want)
+    # centres in float64: 3.5/5 = 0.7 exactly as the edge 0.7 (float32 would round the centre to 0.69999999)
+    M = box_masks(torch.tensor([[0.7, 0.7, 1.0, 1.0]], dtype=torch.float64), 5)[0]
+    assert M.sum() == 4 and M[3:, 3:].all()
+    # the smallest grid, one cell
+    assert box_masks(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), 1).tolist() == [[[True]]]
+    assert box_masks(torch.tensor([[0.0, 0.0, 0.4, 1.0]]), 1).tolist() == [[[False]]]
+    for bad in (True, 2.0, 0, -1):
+        with pytest.raises(ValueError, match=r"^size: expected a positive integer"):
+            box_masks(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), bad)
+
+
+def test_boundary_band_layouts_thresholds_and_messages():
+    M = box_masks(torch.tensor([[0.25, 0.25, 0.625, 0.625]]), 8)[0]  # one (H, W) mask: 2-D is legal
+    b = boundary_band(M, 1)
+    assert b.shape == (8, 8) and b.sum() == 16
+    f = M.double() * 0.9 + (~M).double() * 0.3  # floating: thresholded at 1/2 (0.3 is outside, 0.9 inside)
+    assert torch.equal(boundary_band(f, 1), b)
+    assert torch.equal(boundary_band(M.double() * 0.5, 1), torch.zeros_like(b))  # 0.5 is not above 1/2
+    assert torch.equal(boundary_band(M[None, None], 1)[0, 0], b)  # 4-D
+    with pytest.raises(ValueError, match=r"^masks: expected 2 or 3 or 4 dimensions"):
+        boundary_band(M[0], 1)
+    with pytest.raises(ValueError, match=r"^masks: expected 2 or 3 or 4 dimensions"):
+        boundary_band(M[None, None, None], 1)
+    with pytest.raises(ValueError, match=r"^masks: expected finite values"):
+        boundary_band(M.double() * float("nan"), 1)
+
+
+def test_float_masks_threshold_the_dilation_and_band_at_every_width():
+    # L_out and L_bd use dilate(M > 1/2) and the band of M > 1/2; L_in uses the soft mask itself (Eq. 3)
+    attn, masks, _ = _data()
+    soft = masks.double() * 0.8 + (~masks).double() * 0.3
+    half = masks.double() * 0.5 + (~masks).double() * 0.25  # nothing above 1/2: an empty box
+    for w in (0, 1, 2):
+        got = layout_attention_losses(attn, soft, width=w, reduction="none")
+        hard = layout_attention_losses(attn, masks, width=w, reduction="none")
+        torch.testing.assert_close(got["out"], hard["out"], rtol=1e-14, atol=0)
+        torch.testing.assert_close(got["bd"], hard["bd"], rtol=1e-14, atol=0)
+        Mk = soft.reshape(3, 2, -1).transpose(1, 2)
+        torch.testing.assert_close(got["in"], ((1 - (Mk * attn).sum(1) / attn.sum(1)) ** 2).sum(1), rtol=1e-14, atol=0)
+        empty = layout_attention_losses(attn, half, width=w, reduction="none")
+        torch.testing.assert_close(empty["out"], torch.full((3,), 2.0, dtype=torch.float64), rtol=1e-14, atol=0)
+        assert torch.equal(empty["bd"], torch.zeros(3, dtype=torch.float64))
+
+
+def test_layout_defaults_and_checks():
+    attn, masks, _ = _data()
+    d = layout_attention_losses(attn, masks)
+    explicit = layout_attention_losses(attn, masks, None, 1, "outer", "band", (1.0, 1.0, 1.0), 1e-12, "mean")
+    for k in ("in", "out", "bd", "total"):
+        assert torch.equal(d[k], explicit[k]), k
+    assert not torch.allclose(d["out"], layout_attention_losses(attn, masks, width=2)["out"])
+    with pytest.raises(ValueError, match=r"^attn: expected a floating-point tensor"):
+        layout_attention_losses((attn * 10).long(), masks)
+    # floating masks: (K, H, W) shared by the batch is legal, (H, W) is not
+    shared = masks[0].double()
+    torch.testing.assert_close(layout_attention_losses(attn, shared, reduction="none")["total"],
+                               layout_attention_losses(attn, masks[0], reduction="none")["total"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^masks: expected 3 or 4 dimensions"):
+        layout_attention_losses(attn, shared[0])
+    with pytest.raises(ValueError, match=r"^masks: expected 3 or 4 dimensions"):
+        layout_attention_losses(attn, masks.double()[None])
