@@ -80,8 +80,9 @@ class DataSplit:
         lut = torch.full((max(top, max(classes)) + 1,), -1, dtype=torch.long)
         lut[torch.tensor(classes)] = torch.arange(len(classes))
         def keep(p, X, y):
-            m = lut[y] >= 0
-            return X[m], (lut[y[m]] if relabel else y[m])
+            t = lut.to(y.device)  # the table on the labels' device (a split already moved with `to`)
+            m = t[y] >= 0
+            return X[m], (t[y[m]] if relabel else y[m])
         names = [self.classes[c] for c in classes] if (self.classes and relabel) else self.classes
         return replace(self._with(keep), classes=names)
 
@@ -595,11 +596,11 @@ def zero_shot_split(
     "A zero-shot (open-set) split: all samples of `train_classes` (train + test parts pooled) for training, all of the other classes for testing; labels kept."
     X = torch.cat([data.X_train, data.X_test] + ([data.X_val] if data.X_val is not None else []))
     y = torch.cat([data.y_train, data.y_test] + ([data.y_val] if data.y_val is not None else []))
-    seen = torch.zeros(int(y.max()) + 1, dtype=torch.bool)
+    seen = torch.zeros(int(y.max()) + 1, dtype=torch.bool, device=y.device)
     tc = torch.as_tensor(list(train_classes), dtype=torch.long)
     if len(tc) == 0 or int(tc.min()) < 0 or int(tc.max()) > int(y.max()):
         raise ValueError(f"train_classes: expected a non-empty subset of the labels 0..{int(y.max())}, got {tc.tolist()}")
-    seen[tc] = True
+    seen[tc.to(y.device)] = True
     m = seen[y]
     if bool(m.all()):
         raise ValueError("train_classes: every class is a training class, so nothing is left unseen for testing")

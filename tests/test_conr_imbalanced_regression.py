@@ -313,6 +313,16 @@ def test_lds_defaults_and_dtype():
     assert w[6] > w[0]  # the rare label weighs more
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kernel", ["gaussian", "triang", "laplace"])
+def test_lds_on_cuda_labels(kernel):
+    # issue #11: the smoothing window is built on the labels' device (it was always on the CPU: conv1d raised)
+    y = _labels()
+    w = lds_weights(y.cuda(), 10, kernel=kernel)
+    assert w.device.type == "cuda"
+    torch.testing.assert_close(w.cpu(), lds_weights(y, 10, kernel=kernel))
+
+
 def test_lds_bad_inputs():
     y = _labels()
     for fn, word in [(lambda: lds_weights(y, 0), r"^bins:"), (lambda: lds_weights(y, 10, ks=4), r"^ks:"),

@@ -363,6 +363,19 @@ def test_core_tuning_loss_eta_zero_parts_and_checks():
             call()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_core_tuning_loss_eta_zero_parts_on_cuda():
+    # issue #11: with eta = 0 the "con" part was a CPU zero next to a CUDA loss; now it lives with the loss
+    h, y = _data(n=10, seed=16)
+    W, G = _heads()
+    loss, parts = CoreTuningLoss(W, G, 5, eta=0.0, mixup=False)(h, y)
+    loss_c, parts_c = CoreTuningLoss(W.cuda(), G.cuda(), 5, eta=0.0, mixup=False)(h.cuda(), y.cuda())
+    assert {v.device.type for v in (loss_c, *parts_c.values())} == {"cuda"}
+    assert parts_c["con"].dtype == torch.float64 and float(parts_c["con"]) == 0.0
+    torch.testing.assert_close(loss_c.cpu(), loss)
+    torch.testing.assert_close(parts_c["ce"].cpu(), parts["ce"])
+
+
 def test_mixup_checks_h_first():
     h, y = _data(n=10)
     for call in (lambda: core_feature_mixup(h[0], y, 5), lambda: core_feature_mixup(h.long(), y, 5)):

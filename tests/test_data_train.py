@@ -387,3 +387,21 @@ def test_zero_shot_split():
         zero_shot_split(d, [11])
     with pytest.raises(ValueError, match="nothing is left unseen"):
         zero_shot_split(d, range(10))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_class_filters_on_a_cuda_split():
+    # issue #11: keep_classes and zero_shot_split index their lookup tables with the labels: the tables follow them
+    from lossbook.data import carve_validation, zero_shot_split
+    d = carve_validation(load_digits(), 100)
+    dc = d.to("cuda")
+    for relabel in (True, False):
+        k, kc = d.keep_classes([5, 6, 7], relabel=relabel), dc.keep_classes([5, 6, 7], relabel=relabel)
+        for a, b in [(k.X_train, kc.X_train), (k.y_train, kc.y_train), (k.X_val, kc.X_val), (k.y_val, kc.y_val),
+                     (k.X_test, kc.X_test), (k.y_test, kc.y_test)]:
+            assert b.device.type == "cuda"
+            torch.testing.assert_close(b.cpu(), a, rtol=0, atol=0)
+    z, zc = zero_shot_split(d, [0, 2, 4]), zero_shot_split(dc, [0, 2, 4])
+    for a, b in [(z.X_train, zc.X_train), (z.y_train, zc.y_train), (z.X_test, zc.X_test), (z.y_test, zc.y_test)]:
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, rtol=0, atol=0)

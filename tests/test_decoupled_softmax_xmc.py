@@ -182,6 +182,20 @@ def test_sample_positive_is_unbiased_and_seeded():
     assert a.item() == b.item()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sample_positive_on_cuda_draws_on_the_generators_device():
+    # issue #11: a CPU generator with CUDA scores raised in torch.multinomial; now it draws on the CPU (the same
+    # positives as for CPU scores), as _keep_at_most_k does; a CUDA generator and no generator work too
+    s, t = _data(B=6, seed=5)
+    cpu = decoupled_softmax_loss(s, t, True, torch.Generator().manual_seed(7), reduction="none")
+    gpu = decoupled_softmax_loss(s.cuda(), t.cuda(), True, torch.Generator().manual_seed(7), reduction="none")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu)
+    for g in (torch.Generator("cuda").manual_seed(7), None):
+        v = decoupled_softmax_loss(s.cuda(), t.cuda(), True, g, reduction="none")
+        assert v.device.type == "cuda" and torch.isfinite(v).all()
+
+
 def test_softmax_sums_but_decoupled_averages_over_positives():
     "The official code: softmax divides by the batch only; decoupled and top-k divide each term by |P|."
     s, t = _data(B=4, seed=6)

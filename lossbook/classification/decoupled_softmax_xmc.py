@@ -109,7 +109,9 @@ def decoupled_softmax_loss(
     log_den = torch.logaddexp(_log_sum_exp_negatives(scores, pos), scores)
     log_p = scores - log_den
     if sample_positive:  # one positive l ~ Uniform(P) per row: an unbiased estimate of Eq. (3)
-        pick = torch.multinomial(pos.to(torch.float64), 1, generator=generator)
+        # drawn on the generator's device, as `_keep_at_most_k` does: a CPU generator also serves CUDA scores
+        pick = torch.multinomial(pos.to(generator.device if generator is not None else pos.device, torch.float64), 1,
+                                 generator=generator)
         w = torch.zeros_like(scores).scatter_(1, pick.to(scores.device), 1.0)
     else:
         w = _positive_weights(pos, scores.dtype)

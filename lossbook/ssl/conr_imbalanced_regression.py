@@ -144,9 +144,9 @@ def _conr_example(batch: int, dtype=torch.float64, device="cpu", seed: int = 0, 
 register(conr_loss, ConR, card=41, theme="ssl", example=_conr_example, batch_coupled=True)
 
 # %% ../../nbs/ssl/conr_imbalanced_regression.ipynb #0450af21
-def _kernel_window(kernel: str, ks: int, sigma: float, dtype) -> Tensor:
+def _kernel_window(kernel: str, ks: int, sigma: float, dtype, device=None) -> Tensor:
     "The symmetric smoothing window of ks (odd) bins, peak 1."
-    x = torch.arange(ks, dtype=dtype) - ks // 2
+    x = torch.arange(ks, dtype=dtype, device=device) - ks // 2
     if kernel == "gaussian":
         win = torch.exp(-(x**2) / (2 * sigma**2))
     elif kernel == "triang":
@@ -180,7 +180,7 @@ def lds_weights(
     # $n(b)^{\gamma}$, gamma = 1/2 for sqrt_inv
     if reweight == "sqrt_inv":
         counts = counts.sqrt()
-    win = _kernel_window(kernel, ks, sigma, torch.float64)
+    win = _kernel_window(kernel, ks, sigma, torch.float64, device=y.device)
     # $\tilde n(b) = \sum_{b'} k(b - b')\, n(b')^{\gamma}$, zero padding at the ends
     smooth = F.conv1d(counts[None, None], win.flip(0)[None, None], padding=ks // 2)[0, 0]
     w = 1.0 / smooth[idx]

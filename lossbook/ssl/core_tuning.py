@@ -221,7 +221,7 @@ class CoreTuningLoss(nn.Module):
         # $\mathcal L_{ce}$ (Eq. 4)
         ce = soft_cross_entropy(self.classifier(h_a), y_a)
         if self.eta == 0:
-            return ce, {"ce": ce.detach(), "con": torch.zeros((), dtype=ce.dtype)}
+            return ce, {"ce": ce.detach(), "con": ce.new_zeros(())}
         # $\mathcal L_{con}$ (Eq. 6) on the projections of the augmented set
         con = focal_supcon_loss(self.projector(h_a), y_a, self.temperature)
         # $\mathcal L=\mathcal L_{ce}+\eta\mathcal L_{con}$ (Eq. 7)
