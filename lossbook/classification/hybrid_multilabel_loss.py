@@ -226,7 +226,7 @@ def label_correlation_loss(
                 raise ValueError(f"logits: mode 'batch_corr' needs at least 2 samples in the (global) batch, got {P.shape[0]}")
             return _batch_corr(P, Cd)
         terms = _corr_terms(p, Cd) if mode == "pairwise" else _lca_terms(p, targets.to(dtype))
-        n_global = int(all_sum(torch.tensor(terms.shape[0]), active))
+        n_global = int(all_sum(torch.tensor(terms.shape[0], device=p.device), active))
         return reduce_over_ranks(terms, n_global, reduction, active)
 
 
@@ -352,7 +352,7 @@ def hybrid_multilabel_loss(
     dtype, no_autocast = full_precision(logits, emb)
     with no_autocast:
         s, y = logits.to(dtype), targets.to(dtype)
-        n_global = int(all_sum(torch.tensor(B), active))
+        n_global = int(all_sum(torch.tensor(B, device=s.device), active))
         # Eq. (2), per sample (mean over the L labels), then the mean over the global batch
         wp = s.new_ones(L) if w_pos is None else w_pos.detach().to(dtype)
         wn = s.new_ones(L) if w_neg is None else w_neg.detach().to(dtype)
