@@ -375,3 +375,195 @@ def test_utilization_equals_sklearn_nearest_neighbours():
 def test_utilization_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call(_emb(5), _emb(6, seed=1))
+
+
+# ------------------------------------------------------------------ mutation-testing pass (issue #7)
+@pytest.mark.parametrize("k", [True, False, 2.0, "1"])
+def test_hardest_k_must_be_a_plain_int(k):
+    D = lp_distance(_emb(4))
+    with pytest.raises(ValueError, match=r"^hardest_k: expected None or an int >= 1"):
+        metrix_pairs(torch.tensor([0, 0, 1, 1]), hardest_k=k, dist=D)
+
+
+def test_hardest_k_dist_checks_and_messages():
+    y = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"^dist: hardest_k needs the \(N, N\) matrix of clean distances$"):
+        metrix_pairs(y, hardest_k=1)
+    with pytest.raises(ValueError, match=r"^dist: expected 2 dimensions"):
+        metrix_pairs(y, hardest_k=1, dist=torch.zeros(4, 4, 1))
+    with pytest.raises(ValueError, match=r"^dist: expected a floating-point tensor"):
+        metrix_pairs(y, hardest_k=1, dist=torch.zeros(4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^dist: expected shape \(4, 4\), got \(4, 3\)"):
+        metrix_pairs(y, hardest_k=1, dist=torch.zeros(4, 3))
+
+
+def test_zero_weights_are_legal_and_give_the_clean_loss():
+    y = LABELS[0]
+    E = _emb(len(y), seed=21)
+    clean = snr_contrastive_loss(E, y, 0.0, 0.5, distance=lp_distance)
+    assert MetrixEmbedLoss(weight=0.0).weight == 0.0
+    torch.testing.assert_close(MetrixEmbedLoss(weight=0.0)(E, y, 0.3), clean, rtol=1e-12, atol=1e-14)
+    crit = MetrixLoss(weight=0.0, weight_anchor_neg=0.0, seed=0)
+    assert (crit.weight, crit.weight_anchor_neg) == (0.0, 0.0)
+    for _ in range(4):
+        torch.testing.assert_close(crit(E, y), clean, rtol=1e-12, atol=1e-14)
+
+
+def test_metrix_loss_embed_mode_hardest_k_message():
+    with pytest.raises(ValueError, match=r"^hardest_k: embed mode mixes with every negative \(hardest_k=None or 'auto'\)$"):
+        MetrixLoss("embed", hardest_k=2)(_emb(6), LABELS[2])
+
+
+@pytest.mark.parametrize("mode", ["embed", "feature", "input"])
+def test_metrix_loss_passes_every_setting_through(mode):
+    "Margins, positives and both weights reach the loss in every mode (against the explicit Eq. 8)."
+    y = LABELS[0]
+    E = _emb(len(y), seed=22)
+    mix = lambda i, j, lam: lam * E[i] + (1 - lam) * E[j]
+    kw = dict(alpha=0.7, weight=0.6, weight_anchor_neg=0.25, pos_margin=0.1, neg_margin=0.9, positives="first")
+    crit = MetrixLoss(mode, seed=3, **kw)
+    seen = set()
+    for _ in range(6):
+        value = crit(E, y, mix)
+        scheme, lam = crit.last["scheme"], crit.last["lam"]
+        seen.add(scheme)
+        w = 0.6 if scheme == "pos_neg" else 0.25
+        if mode == "embed":
+            expected = metrix_embed_loss(E, y, lam, scheme, w, 0.1, 0.9, "first")
+        else:
+            dist = lp_distance(E) if mode == "input" else None
+            a, x1, x2 = metrix_pairs(y, scheme, 1 if mode == "input" else None, dist, "first")
+            expected = (snr_contrastive_loss(E, y, 0.1, 0.9, distance=lp_distance)
+                        + w * metrix_contrastive_loss(E[a], mix(x1, x2, lam), lam, 0.1, 0.9))
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-14)
+    assert seen == {"pos_neg", "anchor_neg"}
+
+
+def test_metrix_loss_last_is_empty_before_the_first_call():
+    assert MetrixLoss().last == {} and MetrixLoss("feature").last == {}
+
+
+def test_emb_mixed_must_be_a_matrix():
+    A, U = _emb(4), _emb(4, seed=1)
+    for bad in (U[:, :, None], U[0], U.long()):
+        with pytest.raises(ValueError, match=r"^emb_mixed:"):
+            metrix_contrastive_loss(A, bad, 0.3)
+
+
+def test_mixed_term_single_row_divides_each_part_by_one():
+    "One mixed example: each non-zero part is averaged over exactly one term."
+    A, U = _emb(1, seed=23), _emb(1, seed=24)
+    d = float(lp_distance_paired(A, U))
+    assert d > 0.5  # far: only the positive part is non-zero
+    got = metrix_contrastive_loss(A, U, 0.3)
+    torch.testing.assert_close(got, torch.tensor(0.3 * d + 0.7 * max(0.0, 0.5 - d), dtype=torch.float64),
+                               rtol=1e-12, atol=1e-14)
+    U2 = A + 0.05 * _emb(1, seed=25)  # close: both parts non-zero
+    d2 = float(lp_distance_paired(A, U2))
+    assert 0 < d2 < 0.5
+    torch.testing.assert_close(metrix_contrastive_loss(A, U2, 0.3),
+                               torch.tensor(0.3 * d2 + 0.7 * (0.5 - d2), dtype=torch.float64), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("pair", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                  (torch.float16, torch.float16), (torch.bfloat16, torch.float16)])
+def test_mixed_term_computed_in_the_promoted_full_precision(pair):
+    A, U = _emb(9, seed=4), _emb(9, seed=5) * 0.3 + _emb(9, seed=4)
+    a, u = A.to(pair[0]), U.to(pair[1])
+    want = torch.promote_types(*pair)
+    want = torch.float32 if want in (torch.float16, torch.bfloat16) else want
+    v = metrix_contrastive_loss(a, u, 0.3)
+    assert v.dtype == want
+    torch.testing.assert_close(v, metrix_contrastive_loss(a.to(want), u.to(want), 0.3), rtol=0, atol=0)
+
+
+def test_utilization_checks_name_the_argument():
+    Q, X = _emb(5), _emb(6, seed=1)
+    for bad in ((10 * Q).long(), Q[:, :, None]):
+        with pytest.raises(ValueError, match=r"^test_emb:"):
+            utilization(bad, X)
+    for bad in ((10 * X).long(), X[0], X[:, :, None], X.masked_fill(X > 1, float("inf"))):
+        with pytest.raises(ValueError, match=r"^train_emb:"):
+            utilization(Q, bad)
+
+
+@pytest.mark.parametrize("scheme", ["pos_neg", "anchor_neg"])
+def test_fake_two_ranks_split_the_mixed_term_of_the_whole_batch(monkeypatch, scheme):
+    """DDP without processes: each fake rank mixes its own anchors against the gathered batch at its offset; with the
+    counts summed over ranks (all_sum faked to the global counts) the two parts add up to the one-process term."""
+    import lossbook.metric.metrix_mixup as mod
+    y = LABELS[0]
+    E = _emb(len(y), seed=26)
+    lam = 0.35
+    full = metrix_embed_loss(E, y, lam, scheme, 1.0) - snr_contrastive_loss(E, y, 0.0, 0.5, distance=lp_distance)
+    pos, neg = mod._pair_masks(y, y)
+    a, x1, x2 = mod._triples(pos, neg, scheme, None, None, "all")
+    l_pos, l_neg = mod._mixed_terms(mod._mixed_distance(E, E, a, x1, x2, lam), lam, 0.0, 0.5)
+    counts = torch.stack([(l_pos > 0).sum(), (l_neg > 0).sum()])
+    calls = []
+    monkeypatch.setattr(mod, "ddp_active", lambda g: bool(g))
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append("gather") or (E if t.is_floating_point() else y))
+    monkeypatch.setattr(mod, "all_sum", lambda t, active=True: calls.append(("all_sum", active)) or counts)
+    monkeypatch.setattr(mod, "sum_over_ranks", lambda part, active=True: calls.append(("sum", active)) or part)
+    monkeypatch.setattr(mod, "snr_contrastive_loss", lambda *args, **kw: E.new_zeros(()))
+    parts = []
+    for start, stop in [(0, 5), (5, len(y))]:
+        monkeypatch.setattr(mod, "local_slice", lambda n, device=None, s=start: slice(s, s + n))
+        parts.append(metrix_embed_loss(E[start:stop], y[start:stop], lam, scheme, 1.0, gather_distributed=True))
+    torch.testing.assert_close(parts[0] + parts[1], full, rtol=1e-12, atol=1e-14)
+    assert calls == ["gather", "gather", ("all_sum", True), ("sum", True)] * 2
+    calls.clear()
+    metrix_embed_loss(E, y, lam, scheme, 1.0)  # without gather_distributed: nothing gathered, nothing summed
+    assert calls == [("all_sum", False), ("sum", False)]
+
+
+def test_hardest_k_with_no_anchor_gives_empty_triples():
+    "'anchor_neg' on a batch where every anchor has a positive: no anchor, three empty int64 index tensors (input mode too)."
+    y = LABELS[2]
+    E = _emb(len(y), seed=27)
+    for k in (1, 3):
+        out = metrix_pairs(y, "anchor_neg", hardest_k=k, dist=lp_distance(E))
+        assert all(t.shape == (0,) and t.dtype == torch.int64 for t in out)
+    crit = MetrixLoss("input", seed=0)
+    seen = set()
+    for _ in range(6):
+        v = crit(E, y, lambda i, j, lam: lam * E[i] + (1 - lam) * E[j])
+        seen.add(crit.last["scheme"])
+        if crit.last["scheme"] == "anchor_neg":
+            assert crit.last["n_mixed"] == 0
+            torch.testing.assert_close(v, snr_contrastive_loss(E, y, 0.0, 0.5, distance=lp_distance))
+    assert "anchor_neg" in seen
+
+
+def test_embed_loss_one_dimensional_embeddings_name_embeddings():
+    "A vector, not (N, D): the embeddings are blamed, not the labels whose count cannot match its length."
+    y = LABELS[0]
+    E = _emb(len(y))
+    for bad in (E[0], E[:, 0]):
+        with pytest.raises(ValueError, match=r"^embeddings: expected 2 dimensions"):
+            metrix_embed_loss(bad, y)
+    with pytest.raises(ValueError, match=r"^embeddings: expected a floating-point tensor"):
+        metrix_embed_loss((10 * E).long(), y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_embed_loss_half_inputs_computed_in_float32(dtype):
+    y = LABELS[0]
+    E = _emb(len(y), seed=28).to(dtype)
+    v = metrix_embed_loss(E, y, 0.3)
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v, metrix_embed_loss(E.float(), y, 0.3), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scheme", ["pos_neg", "anchor_neg"])
+def test_embed_loss_averages_over_non_zero_terms_only(scheme):
+    "A positive margin inside the range of d(a, u): some mixed positive terms are 0 and are not counted (AvgNonZero)."
+    import lossbook.metric.metrix_mixup as mod
+    y = LABELS[0]
+    E = _emb(len(y), seed=29)
+    a, x1, x2 = metrix_pairs(y, scheme)
+    d = mod._mixed_distance(E, E, a, x1, x2, 0.3)
+    m_pos = float(d.median())
+    assert (d < m_pos).any() and (d > m_pos).any()
+    torch.testing.assert_close(metrix_embed_loss(E, y, 0.3, scheme, 0.4, m_pos, 1.5),
+                               metrix_embed_ref(E, y, 0.3, scheme, 0.4, m_pos, 1.5), rtol=1e-10, atol=1e-12)
