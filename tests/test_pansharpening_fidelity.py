@@ -313,3 +313,146 @@ def test_bad_inputs_name_the_argument():
     for fn, pattern in cases:
         with pytest.raises(ValueError, match=pattern):
             fn()
+
+
+# ---------------------------------------------------------------- mutation-testing pass (#7): edges, dtypes, settings
+def test_smallest_images_and_empty_sides():
+    one = torch.full((1, 2, 1, 1), 0.5, dtype=torch.float64)
+    assert ergas_loss(one, one).item() == 0.0  # 1x1 images are legal
+    torch.testing.assert_close(ergas_loss(one * 1.5, one, reduction="none"), torch.tensor([12.5], dtype=torch.float64))
+    for bad in (one[..., :0, :], one[..., :, :0]):
+        with pytest.raises(ValueError, match=r"^pred: expected a non-empty image"):
+            ergas_loss(bad, bad)
+        with pytest.raises(ValueError, match=r"^a: expected a non-empty image"):
+            local_xcorr(bad, bad, 1)
+    # the smallest legal kernel side and ratio
+    k = mtf_kernel([0.3], ratio=2, size=3, dtype=torch.float64)
+    assert k.shape == (1, 1, 3, 3) and abs(k.sum().item() - 1) < 1e-12
+    torch.testing.assert_close(k[:, 0], torch.from_numpy(_mtf_np((0.3,), 2, 3)), rtol=1e-10, atol=1e-14)
+    x = torch.rand(1, 1, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(mtf_downgrade(x, k, ratio=2), F.conv2d(F.pad(x, (1,) * 4, mode="replicate"), k)[..., 1::2, 1::2])
+
+
+def test_divisibility_checks_each_side():
+    pred, ms, pan, thr = _scene(n=1)
+    k = mtf_kernel(dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^x: expected sides divisible by ratio 4"):
+        mtf_downgrade(pred[..., :30, :], k)
+    with pytest.raises(ValueError, match=r"^x: expected sides divisible by ratio 4"):
+        mtf_downgrade(pred[..., :, :30], k)
+    # pred of side 30 x 32 and an MS of 7 x 8 rows (30 // 4 = 7): the sides must still be divisible
+    with pytest.raises(ValueError, match=r"^ms:"):
+        lambda_pnn_loss(pred[..., :30, :], ms[..., :7, :], pan[..., :30, :])
+    with pytest.raises(ValueError, match=r"^ms:"):
+        lambda_pnn_loss(pred[..., :, :30], ms[..., :, :7], pan[..., :, :30])
+    with pytest.raises(ValueError, match=r"^ms:"):
+        LambdaPNNLoss()(pred[..., :30, :], ms[..., :7, :], pan[..., :30, :])
+
+
+def test_correlation_threshold_reflection_bound_is_strict():
+    g = torch.Generator().manual_seed(5)
+    pan = torch.rand(1, 1, 21, 21, generator=g, dtype=torch.float64)
+    ms_up = torch.rand(1, 4, 21, 21, generator=g, dtype=torch.float64)
+    assert correlation_threshold(ms_up, pan).shape == (1, 4, 21, 21)  # sides 21 > 20: legal
+    with pytest.raises(ValueError, match=r"^pan: reflection padding by 20 needs sides > 20"):
+        correlation_threshold(ms_up[..., :20, :20], pan[..., :20, :20])
+    with pytest.raises(ValueError, match=r"^pan: reflection padding by 20"):
+        correlation_threshold(ms_up[..., :20, :], pan[..., :20, :])
+    # a 2-band MS: only band 0's kernel low-passes the PAN
+    ref = 1 - local_xcorr(F.conv2d(F.pad(pan, (20,) * 4, mode="reflect"), mtf_kernel([0.3], dtype=torch.float64)), ms_up[:, :2], 8)
+    torch.testing.assert_close(correlation_threshold(ms_up[:, :2], pan, [0.3, 0.4]), ref, rtol=1e-12, atol=1e-12)
+    assert correlation_threshold(ms_up.float(), pan.float()).dtype == torch.float32
+
+
+def test_modules_keep_the_kernel_out_of_the_state_dict_and_cast_it():
+    assert "kernel" not in MTFDowngrade().state_dict() and "kernel" not in LambdaPNNLoss().state_dict()
+    assert MTFDowngrade().kernel.dtype == torch.float64 and LambdaPNNLoss().kernel.dtype == torch.float64
+    x = torch.rand(2, 4, 16, 16, dtype=torch.float64)
+    y = MTFDowngrade()(x.float())
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, mtf_downgrade(x.float(), mtf_kernel(dtype=torch.float32)), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(MTFDowngrade()(x), mtf_downgrade(x, mtf_kernel(dtype=torch.float64)), rtol=0, atol=0)
+    pred, ms, pan, thr = _scene(n=2)
+    torch.testing.assert_close(LambdaPNNLoss()(pred, ms, pan, thr), lambda_pnn_loss(pred, ms, pan, thr), rtol=0, atol=0)
+
+
+def test_lambda_pnn_mixed_dtypes_promote_and_ratio_reaches_both_terms():
+    pred, ms, pan, thr = _scene(n=2)
+    f = lambda t: t.float()
+    for k in range(3):
+        args = [f(t) if j != k else t for j, t in enumerate((pred, ms, pan))]
+        out = lambda_pnn_loss(*args, thr, reduction="none")
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out, lambda_pnn_loss(*[t.double() for t in args], thr, reduction="none"), rtol=0, atol=0)
+        torch.testing.assert_close(LambdaPNNLoss(reduction="none")(*args, thr), out, rtol=0, atol=0)
+    # ratio 2 reaches the kernel, the decimation, the ERGAS prefactor and the structural window
+    g2 = pred[..., :16, :16]
+    k2 = mtf_kernel(ratio=2, dtype=torch.float64)
+    m2 = mtf_downgrade(g2, k2, ratio=2) + 0.02
+    p2 = pan[..., :16, :16]
+    want = 0.075 * ergas_loss(mtf_downgrade(g2, k2, ratio=2), m2, ratio=2, reduction="none") \
+        + 4.0 * structural_loss(g2, p2, None, ratio=2, reduction="none")
+    torch.testing.assert_close(lambda_pnn_loss(g2, m2, p2, ratio=2, reduction="none"), want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(LambdaPNNLoss(ratio=2, reduction="none")(g2, m2, p2), want, rtol=1e-12, atol=1e-14)
+    # an odd ratio: window half-width ceil(3 / 2) = 2
+    torch.testing.assert_close(structural_loss(pred[..., :30, :30], pan[..., :30, :30], ratio=3),
+                               (1 - local_xcorr(pred[..., :30, :30], pan[..., :30, :30], 2).clamp_min(-1)).mean(), rtol=1e-12, atol=0)
+
+
+def test_exact_messages_name_the_expected_shapes():
+    pred, ms, pan, thr = _scene(n=2)
+    p2, q2 = pred[..., :24], pan[..., :20]
+    with pytest.raises(ValueError, match=r"^pan: expected shape \(2, 1, 32, 24\) to match pred, got \(2, 1, 32, 20\)$"):
+        structural_loss(p2, q2)
+    with pytest.raises(ValueError, match=r"^ms: expected shape \(2, 4, 8, 8\) for pred of shape \(2, 4, 32, 32\) and ratio 4 "
+                                         r"\(pred's sides divisible by ratio\), got \(2, 4, 8, 4\)$"):
+        lambda_pnn_loss(pred, ms[..., :4], pan, thr)
+    with pytest.raises(ValueError, match=r"^ms: expected 4 channel\(s\) \(bands\), got shape \(2, 3, 8, 8\)$"):
+        lambda_pnn_loss(pred, ms[:, :3], pan, thr)
+    with pytest.raises(ValueError, match=r"^pred: expected 4 channel\(s\) \(bands\)"):
+        LambdaPNNLoss()(pred[:, :3], ms[:, :3], pan)
+    with pytest.raises(ValueError, match=r"^kernel: expected shape \(4, 1, k, k\) for 4 bands, got \(3, 1, 41, 41\)$"):
+        mtf_downgrade(pred, mtf_kernel(dtype=torch.float64)[:3])
+    for bad in (pred.long(), pred[0], pred[..., :0]):
+        with pytest.raises(ValueError, match=r"^pred: expected"):
+            structural_loss(bad, pan)
+        with pytest.raises(ValueError, match=r"^x: expected"):
+            mtf_downgrade(bad, mtf_kernel(dtype=torch.float64))
+
+
+def test_rho_clipped_at_minus_one_and_threshold_cast_to_the_loss_dtype():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    p = -3 * a.expand(-1, 4, -1, -1)  # rho rounds to -1 - 4e-16 at some pixels: the clip keeps X <= 2 exactly
+    assert structural_loss(p, a, torch.full_like(p, 2.0)).item() == 0.0
+    # a float64 threshold just below a float32 X is cast to float32 first (it rounds to X, and X > X is false)
+    pred, _, pan, _ = _scene(n=1)
+    p32, q32 = pred.float(), pan.float()
+    x32 = 1.0 - local_xcorr(p32, q32, 2).clamp_min(-1.0)
+    assert x32.dtype == torch.float32
+    assert structural_loss(p32, q32, x32.double() - 1e-12).item() == 0.0
+    assert structural_loss(p32, q32, x32.double() - 1e-3).item() > 0
+
+
+def test_ergas_and_xcorr_mixed_dtypes_promote():
+    g = torch.Generator().manual_seed(7)
+    t = 0.2 + torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    p = t + 0.05 * torch.randn(t.shape, generator=g, dtype=torch.float64)
+    for a, b in ((p, t.float()), (p.float(), t)):
+        out = ergas_loss(a, b, reduction="none")
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out, ergas_loss(a.double(), b.double(), reduction="none"), rtol=0, atol=0)
+        r = local_xcorr(a, b[:, :1], 2)
+        assert r.dtype == torch.float64
+        torch.testing.assert_close(r, local_xcorr(a.double(), b[:, :1].double(), 2), rtol=0, atol=0)
+    assert ergas_loss(p.bfloat16(), t.bfloat16()).dtype == torch.float32
+
+
+def test_lambda_module_zero_weights_are_legal():
+    pred, ms, pan, thr = _scene(n=2)
+    for kw in (dict(alpha=0.0), dict(gamma=0.0), dict(alpha=0.0, gamma=0.0)):
+        m = LambdaPNNLoss(**kw)
+        torch.testing.assert_close(m(pred, ms, pan, thr), lambda_pnn_loss(pred, ms, pan, thr, **kw), rtol=0, atol=0)
+    assert LambdaPNNLoss(alpha=0.0, gamma=0.0)(pred, ms, pan, thr).item() == 0.0
+    m = LambdaPNNLoss()
+    assert (m.nyquist_gains, m.ratio, m.alpha, m.gamma, m.reduction) == (GE1_GAINS, 4, 0.075, 4.0, "mean")
