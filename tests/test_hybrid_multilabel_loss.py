@@ -581,3 +581,165 @@ def test_label_correlation_loss_dtypes_names_defaults_and_gather(monkeypatch):
     assert seen == [False]
     label_correlation_loss(s, C, mode="batch_corr")
     assert calls == []
+
+
+def test_lca_accepts_bool_and_float_targets():
+    s, h, y, _, _, C = _ml_example(6)
+    want = label_correlation_loss(s, C, y, mode="lca", reduction="none")
+    torch.testing.assert_close(want, _lca_loop(s, y), rtol=1e-10, atol=1e-12)
+    for t in (y.bool(), y.float()):
+        torch.testing.assert_close(label_correlation_loss(s, C, t, mode="lca", reduction="none"), want, rtol=0, atol=0)
+        torch.testing.assert_close(hybrid_multilabel_loss(s, h, t, corr_mode="lca"),
+                                   hybrid_multilabel_loss(s, h, y, corr_mode="lca"), rtol=0, atol=0)
+
+
+def test_batch_corr_two_samples_is_the_smallest_batch():
+    s, h, y, _, _, C = _ml_example(6)
+    got = label_correlation_loss(s[:2], C, mode="batch_corr")
+    assert got.item() == pytest.approx(_batch_corr_ref(s[:2], C), rel=1e-9)
+    t = hybrid_multilabel_loss(s[:2], h[:2], y[:2], C=C, corr_mode="batch_corr", return_terms=True)[1]["corr"]
+    torch.testing.assert_close(t, got, rtol=0, atol=0)
+    msg = r"^logits: {} 'batch_corr' needs at least 2 samples in the \(global\) batch, got 1$"
+    with pytest.raises(ValueError, match=msg.format("mode")):
+        label_correlation_loss(s[:1], C, mode="batch_corr")
+    with pytest.raises(ValueError, match=msg.format("corr_mode")):
+        hybrid_multilabel_loss(s[:1], h[:1], y[:1], C=C, corr_mode="batch_corr")
+
+
+def test_supcon_emb_checked_first_by_name():
+    _, h, y, _, _, _ = _ml_example(6)
+    with pytest.raises(ValueError, match=r"^emb: expected 2 dimensions"):
+        multilabel_supcon_loss(h[:, 0], y)
+    with pytest.raises(ValueError, match=r"^emb: expected a floating-point tensor"):
+        multilabel_supcon_loss(h.long(), y)
+
+
+def test_counts_are_not_summed_over_ranks_without_gather_distributed(monkeypatch):
+    "Under DDP without gather_distributed each rank is a plain local loss: all_sum must get active=False."
+    import lossbook.classification.hybrid_multilabel_loss as mod
+    s, h, y, wp, wn, C = _ml_example(6)
+    calls = (lambda: label_correlation_loss(s, C),
+             lambda: label_correlation_loss(s, C, y, mode="lca"),
+             lambda: multilabel_supcon_loss(h, y),
+             lambda: hybrid_multilabel_loss(s, h, y, wp, wn, C),
+             lambda: hybrid_multilabel_loss(s, h, y, corr_mode="lca"))
+    want = [f() for f in calls]
+
+    def all_sum(x, active=True):  # as if a second rank held as many samples
+        x = x.detach().clone()
+        return 2 * x if active else x
+    monkeypatch.setattr(mod, "all_sum", all_sum)
+    for f, w in zip(calls, want):
+        torch.testing.assert_close(f(), w, rtol=0, atol=0)
+
+
+def test_supcon_computes_in_the_embeddings_full_precision_dtype():
+    _, h, y, _, _, _ = _ml_example(6)
+    hb = (3 * h).bfloat16()
+    got = multilabel_supcon_loss(hb, y, reduction="none")
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, multilabel_supcon_loss(hb.float(), y, reduction="none"), rtol=1e-6, atol=1e-7)
+
+
+def test_hybrid_logits_and_emb_must_be_matrices():
+    s, h, y, _, _, _ = _ml_example(6)
+    with pytest.raises(ValueError, match=r"^logits: expected 2 dimensions"):
+        hybrid_multilabel_loss(s[:, 0], h, y)
+    with pytest.raises(ValueError, match=r"^logits: expected 2 dimensions"):
+        hybrid_multilabel_loss(s[:, :, None], h, y)
+    with pytest.raises(ValueError, match=r"^emb: expected 2 dimensions"):
+        hybrid_multilabel_loss(s, h[:, 0], y)
+    with pytest.raises(ValueError, match=r"^emb: expected 2 dimensions"):
+        hybrid_multilabel_loss(s, h[:, :, None], y)
+
+
+def test_hybrid_computes_in_the_promoted_full_precision_dtype():
+    s, h, y, wp, wn, C = _ml_example(6)
+    for a, b in ((s, h.float()), (s.float(), h)):
+        out = hybrid_multilabel_loss(a, b, y, wp, wn, C)
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out, hybrid_multilabel_loss(a.double(), b.double(), y, wp, wn, C), rtol=1e-6, atol=0)
+    sb, hb = (3 * s).bfloat16(), (3 * h).bfloat16()
+    for kw in (dict(C=C), dict(C=C, corr_mode="batch_corr"), dict(corr_mode="lca")):
+        out, t = hybrid_multilabel_loss(sb, hb, y, wp, wn, return_terms=True, **kw)
+        ref, tr = hybrid_multilabel_loss(sb.float(), hb.float(), y, wp, wn, return_terms=True, **kw)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+        for k in ("bce", "corr", "con"):
+            torch.testing.assert_close(t[k], tr[k], rtol=1e-6, atol=1e-7)
+
+
+def test_hybrid_float64_constants_do_not_promote_float32_inputs():
+    s, h, y, wp, wn, C = _ml_example(6)
+    for kw in (dict(w_pos=wp), dict(w_neg=wn), dict(C=C), dict(C=C, corr_mode="batch_corr")):
+        out, t = hybrid_multilabel_loss(s.float(), h.float(), y, return_terms=True, **kw)
+        assert out.dtype == torch.float32 and all(v.dtype == torch.float32 for v in t.values()), kw
+
+
+def test_hybrid_zero_weight_skips_its_term():
+    "lambda = 0 leaves the term out (reported as 0), it is not computed and multiplied by 0."
+    s, h, y, wp, wn, C = _ml_example(6)
+    t = hybrid_multilabel_loss(s, h, y, wp, wn, C, lambda_corr=0.0, lambda_con=0.0, return_terms=True)[1]
+    assert t["corr"].item() == 0 and t["con"].item() == 0
+    t = hybrid_multilabel_loss(s, h, y, corr_mode="lca", lambda_corr=0.0, return_terms=True)[1]
+    assert t["corr"].item() == 0 and t["con"].item() > 0
+    # a single sample is legal when the batch-coupled correlation term is off
+    v = hybrid_multilabel_loss(s[:1], h[:1], y[:1], C=C, corr_mode="batch_corr", lambda_corr=0.0, lambda_con=0.0)
+    torch.testing.assert_close(v, weighted_bce_with_logits(s[:1], y[:1]), rtol=1e-14, atol=0)
+
+
+def test_nothing_is_gathered_without_gather_distributed(monkeypatch):
+    import lossbook.classification.hybrid_multilabel_loss as mod
+    s, h, y, wp, wn, C = _ml_example(6)
+    calls = []
+    monkeypatch.setattr(mod, "gather", lambda t: calls.append("gather") or t)
+    monkeypatch.setattr(mod, "local_slice", lambda n, device=None: calls.append("local_slice") or slice(0, n))
+    label_correlation_loss(s, C, mode="batch_corr")
+    multilabel_supcon_loss(h, y)
+    for mode in ("pairwise", "batch_corr", "lca"):
+        hybrid_multilabel_loss(s, h, y, wp, wn, C, corr_mode=mode)
+    assert calls == []
+
+
+def test_label_weight_vectors_checked_exactly():
+    s, h, y, wp, wn, C = _ml_example(6)
+    # floating weights only, zero weights legal (a label left out of one side), no labels legal
+    for fn in (lambda **k: weighted_bce_with_logits(s, y, **k), lambda **k: hybrid_multilabel_loss(s, h, y, **k)):
+        for name in ("w_pos", "w_neg"):
+            with pytest.raises(ValueError, match=rf"^{name}: expected a floating-point tensor"):
+                fn(**{name: torch.ones(5, dtype=torch.long)})
+            with pytest.raises(ValueError, match=rf"^{name}: expected 1 dimensions"):
+                fn(**{name: torch.ones(5, 1, dtype=torch.float64)})
+    z = torch.zeros(5, dtype=torch.float64)
+    torch.testing.assert_close(weighted_bce_with_logits(s, y, w_pos=z, reduction="none"),
+                               (1 - y) * F.softplus(s), rtol=1e-14, atol=0)
+    torch.testing.assert_close(weighted_bce_with_logits(s, y, w_neg=z, reduction="none"),
+                               y * F.softplus(-s), rtol=1e-14, atol=0)
+    e = torch.zeros(0, dtype=torch.float64)
+    out = weighted_bce_with_logits(s[:, :0], y[:, :0], w_pos=e, w_neg=e, reduction="sum")
+    assert out.item() == 0
+
+
+def test_C_must_be_a_matrix():
+    s, h, y, _, _, C = _ml_example(6)
+    for bad in (C[0], C[None]):
+        with pytest.raises(ValueError, match=r"^C: expected 2 dimensions"):
+            label_correlation_loss(s, bad)
+        with pytest.raises(ValueError, match=r"^C: expected 2 dimensions"):
+            hybrid_multilabel_loss(s, h, y, C=bad)
+
+
+def test_targets_must_be_a_matrix_named_targets():
+    import re
+    s, h, y, _, _, C = _ml_example(6)
+    calls = (lambda t: weighted_bce_with_logits(s, t), lambda t: label_correlation_loss(s, C, t, mode="lca"),
+             lambda t: label_correlation_loss(s, C, t), lambda t: multilabel_supcon_loss(h, t),
+             lambda t: hybrid_multilabel_loss(s, h, t))
+    for f in calls:
+        for bad in (y[:, 0], y[:, :, None]):
+            with pytest.raises(ValueError, match=r"^targets: expected 2 dimensions"):
+                f(bad)
+        bad = y[:4] if f is calls[3] else y[:, :4]  # supcon takes any number of labels, one row per embedding
+        msg = f"targets: expected shape (6, 5) to match the input, got {tuple(bad.shape)}"
+        with pytest.raises(ValueError, match="^" + re.escape(msg) + "$"):
+            f(bad)
