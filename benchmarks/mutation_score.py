@@ -138,6 +138,21 @@ def copy_from_git(rev: str, paths: list[str], dest: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
 
 
+def strip_decorators(path: Path, patterns: list[str]) -> list[str]:
+    "Remove the decorators matching `patterns` (fnmatch on their source, e.g. 'numba.njit*') from one file; return them."
+    src = path.read_text()
+    lines = src.splitlines(keepends=True)
+    drop, found = set(), []
+    for node in ast.walk(ast.parse(src)):
+        for dec in getattr(node, "decorator_list", []):
+            text = ast.get_source_segment(src, dec)
+            if any(fnmatch.fnmatch(text, pat) for pat in patterns):
+                drop.update(range(dec.lineno - 1, dec.end_lineno))  # the '@' sits on the decorator's first line
+                found.append(f"{node.name}: @{text}")
+    path.write_text("".join(l for i, l in enumerate(lines) if i not in drop))
+    return found
+
+
 def mutmut_config(module: str, tests: list[str], k: str | None = None) -> str:
     "The [tool.mutmut] table: mutate only `module`, run only `tests` (optionally only those matching `-k k`)."
     as_list = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
@@ -263,6 +278,10 @@ def main():
                          "(conftest, ddp_utils, references) as committed at REV instead of the working tree, whose "
                          "other modules may be half-written by others; the named test files still come from the "
                          "working tree")
+    ap.add_argument("--strip-decorators", nargs="*", default=[], metavar="PATTERN",
+                    help="fnmatch patterns of decorators (their source, e.g. 'numba.njit*' 'lru_cache*') removed from the "
+                         "module's copy before the mutants are made: mutmut 3 does not mutate decorated functions. Only for "
+                         "decorators that do not change what the tests see (numba under NUMBA_DISABLE_JIT=1, a cache)")
     ap.add_argument("--skip-docstrings", action="store_true",
                     help="do not run the mutants that change only a docstring (no test reads __doc__); they are "
                          "counted as survivors and reported as such")
@@ -328,6 +347,9 @@ def main():
                 shutil.copy(ROOT / f, work / f)
         for f in test_names if args.git_rev else SUPPORT + test_names:
             shutil.copy(ROOT / "tests" / f, work / "tests" / f)
+        if args.strip_decorators:
+            for d in strip_decorators(work / args.module, args.strip_decorators):
+                print(f"stripped {d}", flush=True)
         add_order_hook(work)
         toml = (ROOT / "pyproject.toml").read_text()
         toml = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", toml)  # ours replaces any table there

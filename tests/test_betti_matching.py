@@ -400,3 +400,75 @@ def test_matching_error_bounds_betti_number_error():
     for _ in range(40):
         p, t = (rng.random((10, 10)) > 0.55).astype(float), (rng.random((10, 10)) > 0.55).astype(float)
         assert betti_matching_error(p, t) >= betti_number_error(p, t)
+
+
+# --- tests asked for by mutation testing (issue #7) -------------------------------------------------------------------------
+def test_matching_error_equals_the_slow_transcription():
+    "The unmatched count of the thresholded masks (the complements 1 - mask as sublevel images), exactly."
+    rng = np.random.default_rng(14)
+    p = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 0, 1], [1, 1, 0, 1, 1], [1, 0, 1, 1, 1]], float)
+    t = np.array([[0, 0, 1, 1, 0], [1, 0, 1, 0, 1], [1, 0, 1, 0, 1], [1, 1, 0, 1, 0]], float)
+    pairs = [(p, t)] + [((rng.random((7, 8)) > 0.5).astype(float), (rng.random((7, 8)) > 0.5).astype(float))
+                        for _ in range(10)]
+    for p, t in pairs:
+        s = slow_sets(1 - p, 1 - t)
+        want = sum(len(s[d][1]) + len(s[d][2]) for d in (0, 1)) + int(p.any() != t.any())
+        assert betti_matching_error(p, t) == want
+    assert betti_matching_error(*pairs[0]) == 4
+
+
+def test_metrics_thresholds_and_tensor_inputs():
+    line = np.zeros((5, 12))
+    line[2, 1:11] = 1
+    # values equal to the threshold are foreground, in both arguments
+    assert betti_matching_error(0.5 * line, line) == 0 and betti_matching_error(line, 0.5 * line) == 0
+    # the threshold reaches both images
+    for a, b in ((0.4 * line, line), (line, 0.4 * line)):
+        assert betti_number_error(a, b) == 1 and betti_number_error(a, b, threshold=0.3) == 0
+    # tensors are read as arrays
+    rng = np.random.default_rng(15)
+    L, G = rng.random((6, 7)), (rng.random((6, 7)) > 0.5).astype(float)
+    tL, tG = torch.tensor(L, requires_grad=True), torch.tensor(G)
+    bm, bt = betti_matching(L, G), betti_matching(tL, tG)
+    for k in bm:
+        for d in (0, 1):
+            np.testing.assert_array_equal(bt[k][d], bm[k][d])
+    for d in (0, 1):
+        np.testing.assert_array_equal(cubical_barcode(tL)[d], cubical_barcode(L)[d])
+    assert betti_numbers(torch.tensor(G)) == betti_numbers(G)
+    assert betti_matching_error(tL, tG) == betti_matching_error(L, G)
+
+
+def test_metrics_name_the_bad_argument():
+    ok = np.zeros((4, 4))
+    for bad, match in ((np.zeros(4), r"^{}: expected an \(H, W\) image with H, W >= 2, got shape \(4,\)$"),
+                       (np.full((4, 4), np.nan), r"^{}: expected finite values, got NaN or Inf$")):
+        for fn in (betti_matching, betti_matching_error):
+            with pytest.raises(ValueError, match=match.format("pred")):
+                fn(bad, ok)
+            with pytest.raises(ValueError, match=match.format("target")):
+                fn(ok, bad)
+
+
+def test_loss_checks_each_argument_by_name_before_the_shapes():
+    p, t = torch.rand(2, 1, 6, 6), (torch.rand(2, 1, 6, 6) > 0.5).float()
+    for bad in (t[0], t[..., None]):
+        with pytest.raises(ValueError, match=r"^target: expected 4 dimensions"):
+            betti_matching_loss(p, bad)
+        with pytest.raises(ValueError, match=r"^probs: expected 4 dimensions"):
+            betti_matching_loss(bad, t)
+
+
+def test_smallest_images_are_legal():
+    g = torch.Generator().manual_seed(16)
+    for H, W in ((2, 2), (2, 5), (5, 2)):
+        probs = torch.rand(2, 1, H, W, generator=g, dtype=torch.float64)
+        target = (torch.rand(2, 1, H, W, generator=g, dtype=torch.float64) > 0.5).double()
+        v = betti_matching_loss(probs, target)
+        torch.testing.assert_close(v, betti_matching_loss_ref(probs, target), rtol=1e-12, atol=1e-12)
+        assert v.item() > 0
+    p = torch.rand(1, 1, 1, 5, generator=g)
+    with pytest.raises(ValueError, match=r"^probs: expected images of at least 2×2 pixels, got 1×5$"):
+        betti_matching_loss(p, p)
+    with pytest.raises(ValueError, match=r"^probs: expected images of at least 2×2 pixels, got 5×1$"):
+        betti_matching_loss(p.transpose(2, 3), p.transpose(2, 3))
